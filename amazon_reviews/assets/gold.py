@@ -1,0 +1,66 @@
+"""Gold: `fact_reviews`, the business-ready fact table with its relevance score."""
+
+
+from datetime import datetime
+
+import dagster as dg
+
+from amazon_reviews.assets.metadata import markdown_table, table_metadata
+from amazon_reviews.assets.silver import ENRICHED_KEY
+from amazon_reviews.config import Settings
+from amazon_reviews.partitions import batch_partitions
+from amazon_reviews.resources import LakeResource
+from amazon_reviews.transforms.gold import (
+    ScoringParams,
+    build_fact_reviews,
+    score_histogram,
+    top_products,
+)
+
+FACT_REVIEWS_KEY = dg.AssetKey(["gold", "fact_reviews"])
+
+
+def scoring_params(settings: Settings) -> ScoringParams:
+    m = settings.model
+    return ScoringParams(
+        weight_helpfulness=m.weights.helpfulness,
+        weight_verified=m.weights.verified,
+        weight_recency=m.weights.recency,
+        weight_text_quality=m.weights.text_quality,
+        helpful_votes_saturation=m.helpful_votes_saturation,
+        recency_half_life_days=m.recency_half_life_days,
+        text_length_target=m.text_length_target,
+    )
+
+
+@dg.asset(
+    key=FACT_REVIEWS_KEY,
+    group_name="gold",
+    kinds={"polars", "parquet"},
+    deps=[ENRICHED_KEY],
+    partitions_def=batch_partitions,
+)
+def fact_reviews(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.MaterializeResult:
+    """One row per valid review, from silver/review_enriched, with relevance_score in [0, 1]."""
+    batch = context.partition_key
+    store = lake.lake()
+    silver = store.require("silver", batch, needed_by="gold",
+                           command=f"amazon-reviews transform --batch-id {batch}")
+    fact = build_fact_reviews(
+        store.read("silver", batch, "review_enriched"),
+        batch_id=batch,
+        batch_time=datetime.fromisoformat(silver["batch_time"]),
+        params=scoring_params(lake.settings()),
+    )
+    with store.write_batch("gold", batch) as writer:
+        written = writer.write_frame("fact_reviews", fact)
+        writer.extra["batch_time"] = silver["batch_time"]
+    return dg.MaterializeResult(
+        metadata=table_metadata(
+            written,
+            str(store.table_path("gold", batch, "fact_reviews")),
+            score_mean=float(fact["relevance_score"].mean() or 0.0),
+            score_histogram=dg.MetadataValue.md(markdown_table(score_histogram(fact).to_dicts())),
+            top_products=dg.MetadataValue.md(markdown_table(top_products(fact).to_dicts())),
+        )
+    )

@@ -1,0 +1,95 @@
+"""Silver: cleaned, typed tables with quarantined rejects, and the enriched review table."""
+
+
+from collections.abc import Iterator
+from datetime import datetime
+
+import dagster as dg
+
+from amazon_reviews import contract
+from amazon_reviews.assets.bronze import BRONZE_KEYS
+from amazon_reviews.assets.metadata import markdown_table, table_metadata
+from amazon_reviews.partitions import batch_partitions
+from amazon_reviews.resources import LakeResource
+from amazon_reviews.transforms.silver import SilverSettings, build_silver
+
+SILVER_KEYS = {name: dg.AssetKey(["silver", name]) for name in contract.TABLES}
+ENRICHED_KEY = dg.AssetKey(["silver", "review_enriched"])
+
+_UPSTREAM = {
+    "product": ["product"],
+    "customer": ["customer"],
+    "buyer": ["buyer"],
+    "review": ["review", "product", "customer"],
+    "review_images": ["review_images", "review"],
+}
+_GRAIN = {
+    "product": "One row per valid product (parent_asin)",
+    "customer": "One row per valid customer (customer_id)",
+    "buyer": "One row per valid purchase (buyer_id)",
+    "review": "One row per valid, de-duplicated review (review_id)",
+    "review_images": "One row per image of a valid review (review_id, ordinal)",
+}
+
+
+@dg.multi_asset(
+    name="silver_tables",
+    specs=[
+        *(
+            dg.AssetSpec(
+                key,
+                group_name="silver",
+                kinds={"polars", "parquet"},
+                deps=[BRONZE_KEYS[u] for u in _UPSTREAM[name]],
+                description=f"{_GRAIN[name]}, from bronze/{name}; rejects in rejected/{name}.",
+            )
+            for name, key in SILVER_KEYS.items()
+        ),
+        dg.AssetSpec(
+            ENRICHED_KEY,
+            group_name="silver",
+            kinds={"polars", "parquet"},
+            deps=list(SILVER_KEYS.values()),
+            description="One row per valid review, with product, customer, images, purchase.",
+        ),
+    ],
+    partitions_def=batch_partitions,
+    can_subset=False,
+)
+def silver_tables(
+    context: dg.AssetExecutionContext, lake: LakeResource
+) -> Iterator[dg.MaterializeResult]:
+    """Clean every bronze table with named rules, quarantine rejects, enrich the reviews."""
+    batch = context.partition_key
+    store = lake.lake()
+    settings = lake.settings()
+    bronze = store.require("bronze", batch, needed_by="silver",
+                           command=f"amazon-reviews extract --batch-id {batch}")
+    cfg = SilverSettings(
+        batch_time=datetime.fromisoformat(bronze["source"]["snapshot_at"]),
+        min_date=settings.transform.min_date,
+        max_text_chars=settings.transform.max_text_chars,
+    )
+    result = build_silver({t: store.read("bronze", batch, t) for t in contract.TABLES}, cfg)
+    with store.write_batch("silver", batch) as writer:
+        for name, frame in result.outputs().items():
+            writer.write_frame(name, frame)
+        writer.extra["rejects"] = result.reject_counts()
+        writer.extra["batch_time"] = cfg.batch_time.isoformat()
+    rejects = result.reject_counts()
+    for name, key in [*SILVER_KEYS.items(), ("review_enriched", ENRICHED_KEY)]:
+        written = writer.tables[name]
+        extra = {}
+        if name in rejects:
+            rej = writer.tables[f"rejected/{name}"]
+            extra = {
+                "rejected_rows": rej.rows,
+                "bronze_rows": bronze["tables"][name]["rows"],
+                "rejects_by_reason": dg.MetadataValue.md(markdown_table(
+                    [{"reason": r, "rows": n} for r, n in rejects[name].items()])),
+            }
+        yield dg.MaterializeResult(
+            asset_key=key,
+            metadata=table_metadata(written, str(store.table_path("silver", batch, name)),
+                                    **extra),
+        )

@@ -1,0 +1,293 @@
+"""The lake on disk: `data/<layer>/batch=<id>/<table>.parquet` plus `manifest.json`, written last.
+
+All lake writes go through this module. A batch is written into a staging folder beside the
+layer, its manifest last, and then renamed into place, so a reader either sees a whole batch
+or none; a crash leaves only a staging folder, which is never read and is swept later. Runs of
+the same layer and batch take an exclusive file lock, so two never interleave.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from amazon_reviews.batches import validate_batch_id
+
+LAYERS = ("bronze", "silver", "gold")
+MANIFEST = "manifest.json"
+_STAGING = ".staging"
+_TRASH = ".trash"
+_LOCKS = ".locks"
+
+
+class LayerIncomplete(FileNotFoundError):
+    """An upstream layer has no complete batch; the message says what to run."""
+
+
+class LakeIntegrityError(RuntimeError):
+    """A file does not match its manifest (rows, bytes or checksum)."""
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write `data` to `path` through a temp file in the same folder and `os.replace`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def sha256_file(path: Path) -> str:
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+@dataclass
+class TableWritten:
+    name: str
+    path: Path
+    rows: int
+    bytes: int
+    sha256: str
+    columns: dict[str, str]
+
+    def manifest_entry(self) -> dict[str, Any]:
+        return {"file": f"{self.name}.parquet", "rows": self.rows, "bytes": self.bytes,
+                "sha256": self.sha256, "columns": self.columns}
+
+
+@dataclass
+class BatchWriter:
+    """Collects the tables of one layer's batch in a staging folder."""
+
+    lake: Lake
+    layer: str
+    batch: str
+    staging: Path
+    tables: dict[str, TableWritten] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def path_for(self, name: str) -> Path:
+        p = self.staging / f"{name}.parquet"
+        p.parent.mkdir(parents=True, exist_ok=True)
+        return p
+
+    def write_frame(self, name: str, frame: pl.DataFrame | pl.LazyFrame) -> TableWritten:
+        """Write a table (name may hold a sub-folder: `rejected/review`) as zstd Parquet."""
+        path = self.path_for(name)
+        if isinstance(frame, pl.LazyFrame):
+            frame.sink_parquet(path, compression="zstd", compression_level=1)
+        else:
+            frame.write_parquet(path, compression="zstd", compression_level=1, statistics=True)
+        return self.record(name, path)
+
+    def record(self, name: str, path: Path) -> TableWritten:
+        """Register a file already written into the staging folder (streamed writers)."""
+        meta = pq.read_metadata(path)
+        schema = pq.read_schema(path)
+        written = TableWritten(
+            name=name,
+            path=path,
+            rows=meta.num_rows,
+            bytes=path.stat().st_size,
+            sha256=sha256_file(path),
+            columns={f.name: str(f.type) for f in schema},
+        )
+        self.tables[name] = written
+        return written
+
+
+class Lake:
+    """The local lake rooted at `root` (normally `<data_dir>`)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def layer_dir(self, layer: str) -> Path:
+        if layer not in LAYERS:
+            raise ValueError(f"unknown layer {layer!r}; expected one of {LAYERS}")
+        return self.root / layer
+
+    def batch_dir(self, layer: str, batch: str) -> Path:
+        return self.layer_dir(layer) / f"batch={validate_batch_id(batch)}"
+
+    def table_path(self, layer: str, batch: str, name: str) -> Path:
+        return self.batch_dir(layer, batch) / f"{name}.parquet"
+
+    def manifest(self, layer: str, batch: str) -> dict[str, Any] | None:
+        path = self.batch_dir(layer, batch) / MANIFEST
+        try:
+            return json.loads(path.read_text())
+        except FileNotFoundError:
+            return None
+
+    def is_complete(self, layer: str, batch: str) -> bool:
+        m = self.manifest(layer, batch)
+        return bool(m and m.get("status") == "complete")
+
+    def batches(self, layer: str) -> list[str]:
+        d = self.layer_dir(layer)
+        if not d.exists():
+            return []
+        return sorted(p.name.removeprefix("batch=") for p in d.iterdir()
+                      if p.is_dir() and p.name.startswith("batch="))
+
+    def require(self, layer: str, batch: str, *, needed_by: str, command: str) -> dict[str, Any]:
+        """The manifest of a complete batch, or an error saying which layer and what to run."""
+        m = self.manifest(layer, batch)
+        if not m or m.get("status") != "complete":
+            raise LayerIncomplete(
+                f"batch {batch!r} has no complete {layer} layer, which {needed_by} needs; "
+                f"run `{command}` first"
+            )
+        return m
+
+    def scan(self, layer: str, batch: str, name: str) -> pl.LazyFrame:
+        return pl.scan_parquet(self.table_path(layer, batch, name))
+
+    def read(self, layer: str, batch: str, name: str) -> pl.DataFrame:
+        return pl.read_parquet(self.table_path(layer, batch, name))
+
+    @contextlib.contextmanager
+    def lock(self, layer: str, batch: str) -> Iterator[None]:
+        """Exclusive lock on one layer of one batch, across processes."""
+        d = self.layer_dir(layer) / _LOCKS
+        d.mkdir(parents=True, exist_ok=True)
+        with open(d / f"batch={validate_batch_id(batch)}.lock", "w") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    @contextlib.contextmanager
+    def write_batch(
+        self, layer: str, batch: str, manifest_extra: dict[str, Any] | None = None
+    ) -> Iterator[BatchWriter]:
+        """Stage a whole batch, then publish it atomically with its manifest written last.
+
+        On any exception the staging folder is removed and a previous batch stays intact.
+        """
+        final = self.batch_dir(layer, batch)
+        staging_root = self.layer_dir(layer) / _STAGING
+        staging = staging_root / f"batch={batch}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
+        started = datetime.now(UTC)
+        with self.lock(layer, batch):
+            staging.mkdir(parents=True)
+            try:
+                writer = BatchWriter(self, layer, batch, staging, extra=dict(manifest_extra or {}))
+                yield writer
+                extra = {**writer.extra, **writer_extra(writer)}
+                manifest = {
+                    "layer": layer,
+                    "batch_id": batch,
+                    "status": "complete",
+                    "created_at": datetime.now(UTC).isoformat(),
+                    "started_at": started.isoformat(),
+                    "code_version": code_version(),
+                    "tables": {n: t.manifest_entry() for n, t in sorted(writer.tables.items())},
+                    **extra,
+                }
+                manifest.setdefault("durations_s", {})["write"] = round(
+                    (datetime.now(UTC) - started).total_seconds(), 3)
+                atomic_write_bytes(staging / MANIFEST,
+                                   json.dumps(manifest, indent=2, default=str).encode())
+                _fsync_dir(staging)
+                self._publish(staging, final)
+            except BaseException:
+                shutil.rmtree(staging, ignore_errors=True)
+                raise
+
+    def _publish(self, staging: Path, final: Path) -> None:
+        trash = None
+        if final.exists():
+            trash = self.layer_dir(final.parent.name) / _TRASH / f"{final.name}.{uuid.uuid4().hex}"
+            trash.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(final, trash)
+        os.replace(staging, final)
+        _fsync_dir(final.parent)
+        if trash is not None:
+            shutil.rmtree(trash, ignore_errors=True)
+
+    def delete_batch(self, layer: str, batch: str) -> int:
+        """Remove one layer's batch; return the bytes freed."""
+        d = self.batch_dir(layer, batch)
+        if not d.exists():
+            return 0
+        freed = dir_size(d)
+        with self.lock(layer, batch):
+            trash = self.layer_dir(layer) / _TRASH / f"{d.name}.{uuid.uuid4().hex}"
+            trash.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(d, trash)
+            shutil.rmtree(trash, ignore_errors=True)
+        return freed
+
+    def verify(self, layer: str, batch: str) -> list[str]:
+        """Problems between the files and the manifest (rows, bytes, checksum), in words."""
+        m = self.manifest(layer, batch)
+        if m is None:
+            return [f"{layer} batch {batch}: manifest.json missing"]
+        problems = []
+        for name, entry in m.get("tables", {}).items():
+            p = self.table_path(layer, batch, name)
+            if not p.exists():
+                problems.append(f"{layer}/{name}: file {p.name} missing")
+                continue
+            size = p.stat().st_size
+            if size != entry["bytes"]:
+                problems.append(f"{layer}/{name}: {size} bytes on disk, manifest says "
+                                f"{entry['bytes']}")
+            digest = sha256_file(p)
+            if digest != entry["sha256"]:
+                problems.append(f"{layer}/{name}: sha256 {digest[:12]}… differs from manifest "
+                                f"{entry['sha256'][:12]}…")
+        return problems
+
+
+def writer_extra(writer: BatchWriter) -> dict[str, Any]:
+    return {"rows": {n: t.rows for n, t in sorted(writer.tables.items())}}
+
+
+def dir_size(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def code_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("amazon-reviews")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def arrow_columns(schema: pa.Schema) -> dict[str, str]:
+    return {f.name: str(f.type) for f in schema}

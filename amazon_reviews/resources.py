@@ -1,0 +1,32 @@
+"""Thin resources: the source database, the lake and the alert channels.
+
+Settings are loaded when a run starts, not when the code location is imported, so loading
+definitions never touches the environment, the network or the disk.
+"""
+
+
+import dagster as dg
+
+from amazon_reviews.config import Settings, load_settings
+from amazon_reviews.io.lake import Lake
+from amazon_reviews.io.postgres import source_url
+
+
+class SourceDatabase(dg.ConfigurableResource):
+    """The source PostgreSQL: `NEON_DB_URL`, else the embedded server under the data folder."""
+
+    def settings(self) -> Settings:
+        return load_settings()
+
+    def url(self) -> str:
+        return source_url(self.settings())
+
+
+class LakeResource(dg.ConfigurableResource):
+    """The Parquet lake under the data folder (`data/<layer>/batch=<id>/`)."""
+
+    def settings(self) -> Settings:
+        return load_settings()
+
+    def lake(self) -> Lake:
+        return Lake(self.settings().data_path)

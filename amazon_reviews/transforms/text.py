@@ -1,0 +1,54 @@
+"""Text cleaning as Polars expressions: `<br />` to newline, tags stripped, HTML unescaped, NFC,
+trimmed, empty to null. Vectorised for the common entities; the rare rows holding other
+entities (numeric or named) fall back to `html.unescape` on those rows only.
+"""
+
+from __future__ import annotations
+
+import html
+
+import polars as pl
+
+_BR = r"(?i)<br\s*/?>"
+_TAG = r"<[a-zA-Z/][^<>]*>"
+_COMMON_ENTITIES = {
+    "&amp;": "&",
+    "&quot;": '"',
+    "&#34;": '"',
+    "&#39;": "'",
+    "&apos;": "'",
+    "&lt;": "<",
+    "&gt;": ">",
+    "&nbsp;": "\u00a0",
+}
+_ANY_ENTITY = r"&(#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[a-zA-Z][a-zA-Z0-9]{1,31});"
+_COMMON_RE = "|".join(e.replace("#", "\\#") for e in _COMMON_ENTITIES)
+
+
+def unescape_html(s: pl.Series) -> pl.Series:
+    """HTML-unescape a text Series exactly as `html.unescape` would, mostly vectorised.
+
+    `replace_many` is a single left-to-right pass, so `&amp;lt;` decodes once, to `&lt;`.
+    Rows holding any other entity (numeric, or rarer names) are decoded by `html.unescape`.
+    """
+    fast = s.str.replace_many(list(_COMMON_ENTITIES), list(_COMMON_ENTITIES.values()))
+    rare = (s.str.count_matches(_ANY_ENTITY) > s.str.count_matches(_COMMON_RE)).fill_null(False)
+    if not rare.any():
+        return fast
+    idx = rare.arg_true()
+    slow = pl.Series([html.unescape(v) for v in s.gather(idx).to_list()], dtype=pl.String)
+    return fast.scatter(idx, slow)
+
+
+def clean_text(expr: pl.Expr) -> pl.Expr:
+    """Clean a text column; the result is null when nothing but whitespace remains."""
+    s = expr.str.replace_all(_BR, "\n").str.replace_all(_TAG, "")
+    s = s.map_batches(unescape_html, return_dtype=pl.String)
+    s = s.str.normalize("NFC").str.strip_chars()
+    return pl.when(s == "").then(None).otherwise(s)
+
+
+def clean_label(expr: pl.Expr) -> pl.Expr:
+    """Trim a short label (ids, names, categories); empty becomes null."""
+    s = expr.str.strip_chars()
+    return pl.when(s == "").then(None).otherwise(s)
