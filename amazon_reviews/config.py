@@ -211,7 +211,11 @@ def load_settings(
             key = ".".join(str(p) for p in err["loc"])
             value = err.get("input")
             shown = mask_url(value) if isinstance(value, str) else value
-            problems.append(f"{key} = {shown!r}: expected {err['msg'].removeprefix('Value error, ')}")
+            if err["type"] == "extra_forbidden":
+                expected = "no such setting (unknown key; see config.yaml for the known ones)"
+            else:
+                expected = err["msg"].removeprefix("Value error, ")
+            problems.append(f"{key} = {shown!r}: expected {expected}")
         raise ConfigError(
             f"invalid configuration ({config_path}, .env, {ENV_PREFIX}* variables):\n  "
             + "\n  ".join(problems)

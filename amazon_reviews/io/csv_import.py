@@ -177,7 +177,6 @@ def read_and_validate(tf: TableFile) -> ValidatedTable:
     try:
         raw = pl.read_csv(
             tf.path, infer_schema=False, encoding="utf8", quote_char='"',
-            missing_utf8_is_empty_string=False,
         )
     except (pl.exceptions.ComputeError, pl.exceptions.NoDataError) as exc:
         raise ValueError(f"{tf.path}: not a readable CSV: {exc}") from None
