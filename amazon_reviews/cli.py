@@ -49,8 +49,7 @@ def cmd_db(args: argparse.Namespace) -> int:
     server = embedded(settings)
     if args.action == "up":
         info = server.ensure_running()
-        print(f"embedded PostgreSQL running: pid {info.pid}, port {info.port}, "
-              f"data {info.pgdata}")
+        print(f"embedded PostgreSQL running: pid {info.pid}, port {info.port}, data {info.pgdata}")
     elif args.action == "down":
         print("stopped" if server.stop() else "not running")
     elif args.action == "status":
@@ -58,8 +57,7 @@ def cmd_db(args: argparse.Namespace) -> int:
         if info is None:
             print(f"embedded PostgreSQL not running (data {server.pgdata})")
             return 1
-        print(f"embedded PostgreSQL running: pid {info.pid}, port {info.port}, "
-              f"data {info.pgdata}")
+        print(f"embedded PostgreSQL running: pid {info.pid}, port {info.port}, data {info.pgdata}")
         if settings.neon_db_url:
             print(f"note: the source is NEON_DB_URL = {mask_url(settings.neon_db_url)}")
     elif args.action == "url":
@@ -77,8 +75,13 @@ def cmd_init_db(args: argparse.Namespace) -> int:
 
     summary = init_db(_settings(), Path(args.csv_dir), replace=args.replace, strict=args.strict)
     rows = [
-        {"table": t, "read": summary.read.get(t, 0), "rejected": summary.rejected.get(t, 0),
-         "loaded": summary.loaded.get(t, 0), "rows_now": summary.table_rows.get(t, 0)}
+        {
+            "table": t,
+            "read": summary.read.get(t, 0),
+            "rejected": summary.rejected.get(t, 0),
+            "loaded": summary.loaded.get(t, 0),
+            "rows_now": summary.table_rows.get(t, 0),
+        }
         for t in summary.table_rows
     ]
     _print_table(rows)
@@ -118,14 +121,17 @@ def cmd_import(args: argparse.Namespace) -> int:
 
     report = ImportReport(files=[], lines_read=0, bad_lines=[], rows={})
     if args.format == "amazon2023":
-        chunks = amazon2023.read(Path(args.reviews), Path(args.meta) if args.meta else None,
-                                 report=report)
+        chunks = amazon2023.read(
+            Path(args.reviews), Path(args.meta) if args.meta else None, report=report
+        )
     else:
         chunks = amazon_us_tsv.read(Path(args.file), report=report)
     started = time.perf_counter()
     load_chunks(_settings(), chunks, upsert=True)
-    print(f"imported {', '.join(report.files)}: {report.lines_read} line(s) read in "
-          f"{time.perf_counter() - started:.1f}s")
+    print(
+        f"imported {', '.join(report.files)}: {report.lines_read} line(s) read in "
+        f"{time.perf_counter() - started:.1f}s"
+    )
     _print_table([{"table": t, "rows": n} for t, n in report.rows.items()])
     if report.bad_lines:
         print(f"{len(report.bad_lines)} bad line(s) skipped:")
@@ -139,19 +145,18 @@ def cmd_import(args: argparse.Namespace) -> int:
 # --- pipeline -------------------------------------------------------------------------------
 
 
-def _instance(settings: Settings):  # noqa: ANN202
+def _instance(settings: Settings):
     from amazon_reviews.runner import get_instance
 
     return get_instance(settings)
 
 
-def _run(settings: Settings, batch: str, layers: tuple[str, ...], instance) -> int:  # noqa: ANN001
+def _run(settings: Settings, batch: str, layers: tuple[str, ...], instance) -> int:
     from amazon_reviews.runner import run_layers
 
     outcome = run_layers(settings, batch, layers, instance=instance)
     status = "succeeded" if outcome.success else "FAILED"
-    print(f"run {outcome.run_id} ({outcome.job}, batch {batch}) {status} "
-          f"in {outcome.seconds:.1f}s")
+    print(f"run {outcome.run_id} ({outcome.job}, batch {batch}) {status} in {outcome.seconds:.1f}s")
     if outcome.error:
         print(f"error: {mask_text(outcome.error)}", file=sys.stderr)
     for check in outcome.failed_checks:
@@ -159,7 +164,7 @@ def _run(settings: Settings, batch: str, layers: tuple[str, ...], instance) -> i
     return 0 if outcome.success else 1
 
 
-def _new_or_given_batch(args: argparse.Namespace, instance) -> str:  # noqa: ANN001
+def _new_or_given_batch(args: argparse.Namespace, instance) -> str:
     from amazon_reviews.batches import new_batch_id
     from amazon_reviews.runner import add_batch
 
@@ -186,7 +191,9 @@ def _layer_command(layer: str) -> Callable[[argparse.Namespace], int]:
         batch = require_batch(instance, args.batch_id)
         upstream = {"silver": "bronze", "gold": "silver"}[layer]
         Lake(settings.data_path).require(
-            upstream, batch, needed_by=layer,
+            upstream,
+            batch,
+            needed_by=layer,
             command=f"amazon-reviews {LAYER_COMMANDS[upstream]} --batch-id {batch}",
         )
         return _run(settings, batch, (layer,), instance)
@@ -219,8 +226,11 @@ def _print_gold_summary(settings: Settings, batch: str) -> None:
         for table, n in sorted(m.get("rows", {}).items()):
             rows.append({"layer": layer, "table": table, "rows": n})
     _print_table(rows)
-    rejects = [{"table": t, "reject_reason": r, "rows": n}
-               for t, reasons in silver.get("rejects", {}).items() for r, n in reasons.items()]
+    rejects = [
+        {"table": t, "reject_reason": r, "rows": n}
+        for t, reasons in silver.get("rejects", {}).items()
+        for r, n in reasons.items()
+    ]
     print("\nsilver rejects by reason")
     _print_table(rejects)
     fact = lake.read("gold", batch, "fact_reviews")
@@ -285,8 +295,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"embedded PostgreSQL on 127.0.0.1:{info.port} (data {info.pgdata})")
     if source_is_empty(settings):
         print(f"source is empty: generating {args.reviews} reviews")
-        gen = argparse.Namespace(reviews=args.reviews, seed=42, out=None, load=True,
-                                 replace=False, report=None)
+        gen = argparse.Namespace(
+            reviews=args.reviews, seed=42, out=None, load=True, replace=False, report=None
+        )
         cmd_generate(gen)
     else:
         print("source already holds data: using it")
@@ -299,8 +310,16 @@ def cmd_ui(args: argparse.Namespace) -> int:
     from amazon_reviews.runner import instance_env
 
     env = {**os.environ, **instance_env(_settings())}
-    cmd = ["dagster", "dev", "-w", str(Path(env["AMAZON_REVIEWS_HOME"]) / "workspace.yaml"),
-           "-h", args.host, "-p", str(args.port)]
+    cmd = [
+        "dagster",
+        "dev",
+        "-w",
+        str(Path(env["AMAZON_REVIEWS_HOME"]) / "workspace.yaml"),
+        "-h",
+        args.host,
+        "-p",
+        str(args.port),
+    ]
     print(f"starting: {' '.join(cmd)} (webserver and daemon)")
     bindir = Path(sys.executable).parent
     env["PATH"] = f"{bindir}{os.pathsep}{env.get('PATH', '')}"
@@ -325,8 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
     init = sub.add_parser("init-db", help="create schema amazon and load <table>.csv files")
     init.add_argument("--csv-dir", required=True, help="folder holding product.csv, ...")
     init.add_argument("--replace", action="store_true", help="empty the tables first")
-    init.add_argument("--strict", action="store_true",
-                      help="load nothing if any row is rejected")
+    init.add_argument("--strict", action="store_true", help="load nothing if any row is rejected")
     init.set_defaults(func=cmd_init_db)
 
     gen = sub.add_parser("generate", help="generate realistic data with known dirty rows")
@@ -383,8 +401,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
     try:
         return args.func(args)
     except KeyboardInterrupt:
@@ -406,8 +426,16 @@ def _is_user_error(exc: Exception) -> bool:
     from amazon_reviews.io.source_load import StrictRejectError
 
     known: tuple[type[Exception], ...] = (
-        CliError, ConfigError, InvalidBatchId, UnknownBatch, CsvHeaderError, EmbeddedError,
-        LayerIncomplete, SourceSchemaMissing, SourceUnavailable, StrictRejectError,
+        CliError,
+        ConfigError,
+        InvalidBatchId,
+        UnknownBatch,
+        CsvHeaderError,
+        EmbeddedError,
+        LayerIncomplete,
+        SourceSchemaMissing,
+        SourceUnavailable,
+        StrictRejectError,
         FileNotFoundError,
     )
     try:

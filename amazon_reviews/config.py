@@ -1,4 +1,4 @@
-"""Settings: `config.yaml` < `.env` < environment, validated once, secrets from the environment only.
+"""Settings: `config.yaml` < `.env` < environment, validated once; secrets from the environment.
 
 Non-secret settings live in `config.yaml` and may be overridden by variables named
 `AMAZON_REVIEWS__<SECTION>__<KEY>` (for example `AMAZON_REVIEWS__EXTRACT__CHUNK_ROWS=50000`),
@@ -222,7 +222,9 @@ def load_settings(
         ) from None
 
 
-_PASSWORD_IN_TEXT = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]+):[^@\s]+@")
+_PASSWORD_IN_TEXT = re.compile(
+    r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]+):[^@\s]+@"
+)
 _PASSWORD_PARAM = re.compile(r"(?i)(password=)[^&\s]+")
 
 

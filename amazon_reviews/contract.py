@@ -62,7 +62,7 @@ class Table:
 
     @property
     def qualified(self) -> str:
-        return f'{quote_ident(SOURCE_SCHEMA)}.{quote_ident(self.name)}'
+        return f"{quote_ident(SOURCE_SCHEMA)}.{quote_ident(self.name)}"
 
 
 UTC_TS = pl.Datetime("us", "UTC")
@@ -153,9 +153,7 @@ REVIEW_IMAGES = Table(
 
 # Load order matters only for humans reading logs; there are no foreign keys (orphans are
 # a content problem that silver quarantines, not something the source refuses).
-TABLES: dict[str, Table] = {
-    t.name: t for t in (PRODUCT, CUSTOMER, BUYER, REVIEW, REVIEW_IMAGES)
-}
+TABLES: dict[str, Table] = {t.name: t for t in (PRODUCT, CUSTOMER, BUYER, REVIEW, REVIEW_IMAGES)}
 
 
 def table(name: str) -> Table:

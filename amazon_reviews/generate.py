@@ -173,168 +173,48 @@ class _Permutation:
         return self._walk(y, self._inv)
 
 
-# Stream numbers (any distinct small integers).
+# Stream numbers: any distinct small integers (sub-streams are keyed separately).
+# fmt: off
 (
-    _S_PERM,
-    _S_CUST,
-    _S_PROD,
-    _S_VARIANT,
-    _S_VARIANT_N,
-    _S_RATING,
-    _S_VOTE_ZERO,
-    _S_VOTE,
-    _S_CREATED,
-    _S_EDITED,
-    _S_EDIT_DELAY,
-    _S_VERIFIED,
-    _S_TITLE,
-    _S_TITLE_EMOJI,
-    _S_LEN,
-    _S_HTML,
-    _S_POOL,
-    _S_SENTENCE,
-    _S_SEP,
-    _S_DIRTY,
-    _S_DIRTY2,
-    _S_PURCHASE,
-    _S_QTY,
-    _S_DISCOUNT,
-    _S_IMAGE,
-    _S_REF,
-    _S_IDS,
-    _S_P_CAT,
-    _S_P_PATH,
-    _S_P_BRAND,
-    _S_P_ADJ,
-    _S_P_NOUN,
-    _S_P_SPEC,
-    _S_P_PRICE,
-    _S_P_AVG,
-    _S_P_NRATING,
-    _S_P_NFEAT,
-    _S_P_FEAT,
-    _S_P_DETAILS,
-    _S_P_DIM,
-    _S_P_DATE,
-    _S_P_UPDATED,
-    _S_C_CREATED,
-    _S_C_UPDATED,
-    _S_C_NAMEKIND,
-    _S_C_FIRST,
-    _S_C_LAST,
-    _S_C_NUMBER,
-    _S_C_COUNTRY,
-    _S_ORPHAN_IMG,
-) = range(1, 51)
+    _S_PERM, _S_CUST, _S_PROD, _S_VARIANT, _S_VARIANT_N, _S_RATING, _S_VOTE_ZERO, _S_VOTE,
+    _S_CREATED, _S_EDITED, _S_EDIT_DELAY, _S_VERIFIED, _S_TITLE, _S_TITLE_EMOJI, _S_LEN,
+    _S_HTML, _S_POOL, _S_SENTENCE, _S_SEP, _S_DIRTY, _S_DIRTY2, _S_PURCHASE, _S_QTY,
+    _S_DISCOUNT, _S_IMAGE, _S_IDS, _S_P_CAT, _S_P_PATH, _S_P_BRAND, _S_P_ADJ, _S_P_NOUN,
+    _S_P_SPEC, _S_P_PRICE, _S_P_AVG, _S_P_NRATING, _S_P_NFEAT, _S_P_FEAT, _S_P_DETAILS,
+    _S_P_DIM, _S_P_DATE, _S_P_UPDATED, _S_C_CREATED, _S_C_UPDATED, _S_C_NAMEKIND, _S_C_FIRST,
+    _S_C_LAST, _S_C_NUMBER, _S_C_COUNTRY,
+) = range(1, 49)
+# fmt: on
 
 # --------------------------------------------------------------------------------------------
 # Vocabulary (hand-written; the generated sentence table is built once at import).
 
+# fmt: off
 _NOUNS = (
-    "charger",
-    "blender",
-    "water bottle",
-    "phone case",
-    "backpack",
-    "lamp",
-    "kettle",
-    "headset",
-    "keyboard",
-    "jacket",
-    "pillow",
-    "shirt",
-    "toy",
-    "puzzle",
-    "dog bed",
-    "lipstick",
-    "serum",
-    "notebook",
-    "drill",
-    "cable",
-    "speaker",
-    "mug",
-    "frying pan",
-    "scarf",
-    "necklace",
+    "charger", "blender", "water bottle", "phone case", "backpack", "lamp", "kettle", "headset",
+    "keyboard", "jacket", "pillow", "shirt", "toy", "puzzle", "dog bed", "lipstick", "serum",
+    "notebook", "drill", "cable", "speaker", "mug", "frying pan", "scarf", "necklace",
 )
 _PARTS = (
-    "zipper",
-    "handle",
-    "lid",
-    "strap",
-    "battery",
-    "button",
-    "cord",
-    "seam",
-    "clasp",
-    "screen",
-    "finish",
-    "stitching",
-    "hinge",
-    "switch",
-    "fabric",
-    "packaging",
-    "manual",
-    "plug",
+    "zipper", "handle", "lid", "strap", "battery", "button", "cord", "seam", "clasp", "screen",
+    "finish", "stitching", "hinge", "switch", "fabric", "packaging", "manual", "plug",
 )
 _POS_ADJ = (
-    "great",
-    "excellent",
-    "sturdy",
-    "gorgeous",
-    "comfortable",
-    "perfect",
-    "solid",
-    "lovely",
-    "reliable",
-    "cute",
-    "well made",
-    "super soft",
-    "easy to use",
-    "really nice",
-    "fantastic",
+    "great", "excellent", "sturdy", "gorgeous", "comfortable", "perfect", "solid", "lovely",
+    "reliable", "cute", "well made", "super soft", "easy to use", "really nice", "fantastic",
 )
 _NEG_ADJ = (
-    "flimsy",
-    "cheap",
-    "broken",
-    "useless",
-    "awful",
-    "disappointing",
-    "scratched",
-    "too small",
-    "poorly made",
-    "defective",
-    "loose",
-    "noisy",
-    "sticky",
-    "faded",
+    "flimsy", "cheap", "broken", "useless", "awful", "disappointing", "scratched", "too small",
+    "poorly made", "defective", "loose", "noisy", "sticky", "faded",
 )
 _NEUTRAL_ADJ = ("okay", "fine", "average", "a little stiff", "heavier than expected", "plain")
 _PEOPLE = (
-    "wife",
-    "husband",
-    "daughter",
-    "son",
-    "mom",
-    "dad",
-    "sister",
-    "brother",
-    "grandson",
-    "best friend",
-    "coworker",
-    "kids",
+    "wife", "husband", "daughter", "son", "mom", "dad", "sister", "brother", "grandson",
+    "best friend", "coworker", "kids",
 )
 _DURATIONS = (
-    "two days",
-    "a week",
-    "two weeks",
-    "a month",
-    "three months",
-    "six months",
-    "a year",
-    "a few uses",
-    "one wash",
+    "two days", "a week", "two weeks", "a month", "three months", "six months", "a year",
+    "a few uses", "one wash",
 )
 _COLORS = ("black", "white", "blue", "red", "gray", "green", "pink", "navy", "beige")
 _ARRIVALS = ("early", "on time", "a day late", "a week late", "well packed", "in a crushed box")
@@ -387,43 +267,17 @@ _TEMPLATES_NEUTRAL = (
 )
 
 _TITLES_POS = (
-    "Love it!",
-    "Five stars",
-    "Great value",
-    "Exactly what I needed",
-    "Highly recommend",
-    "Perfect gift",
-    "Works great",
-    "So cute",
-    "Better than expected",
-    "Excellent quality",
-    "Yummy",
-    "My new favorite",
-    "Does the job",
-    "Happy customer",
-    "Worth every penny",
+    "Love it!", "Five stars", "Great value", "Exactly what I needed", "Highly recommend",
+    "Perfect gift", "Works great", "So cute", "Better than expected", "Excellent quality",
+    "Yummy", "My new favorite", "Does the job", "Happy customer", "Worth every penny",
 )
 _TITLES_NEG = (
-    "Disappointed",
-    "Broke quickly",
-    "Do not buy",
-    "Waste of money",
-    "Returned it",
-    "Cheaply made",
-    "Not as described",
-    "One star",
-    "Stopped working",
-    "Poor quality",
+    "Disappointed", "Broke quickly", "Do not buy", "Waste of money", "Returned it",
+    "Cheaply made", "Not as described", "One star", "Stopped working", "Poor quality",
 )
 _TITLES_NEUTRAL = (
-    "It's okay",
-    "Average",
-    "Decent for the price",
-    "Three stars",
-    "Mixed feelings",
-    "Not bad",
-    "Fine I guess",
-    "Could be better",
+    "It's okay", "Average", "Decent for the price", "Three stars", "Mixed feelings",
+    "Not bad", "Fine I guess", "Could be better",
 )
 _EMOJI = ("😍", "👍", "🙂", "😋", "❤️", "🔥", "😞", "🙌")
 
@@ -483,93 +337,35 @@ _CATEGORY_NOUNS: dict[str, tuple[str, ...]] = {
     "Grocery": ("Green Tea Bags", "Dark Roast Coffee", "Trail Mix", "Hot Sauce"),
 }
 _PRODUCT_ADJ = (
-    "Premium",
-    "Compact",
-    "Classic",
-    "Heavy Duty",
-    "Lightweight",
-    "Eco-Friendly",
-    "Deluxe",
-    "Portable",
-    "Vintage",
-    "Ultra Soft",
-    "Pro",
-    "Mini",
+    "Premium", "Compact", "Classic", "Heavy Duty", "Lightweight", "Eco-Friendly", "Deluxe",
+    "Portable", "Vintage", "Ultra Soft", "Pro", "Mini",
 )
 _SPECS = (
-    "",
-    ", Black",
-    ", 2 Pack",
-    ", Large",
-    " for Women",
-    " for Men",
-    " for Kids",
-    ", 32 oz",
-    " (Blue)",
-    ", Gift Box Included",
-    " - Set of 3",
-    ", 10 ft",
+    "", "", "", ", Black", ", 2 Pack", ", Large", " for Women", " for Men", " for Kids",
+    " (Blue)", ", Gift Box Included", " - Set of 3",
 )
 _FEATURES = (
-    "High quality materials",
-    "Easy to clean",
-    "Lightweight and portable",
-    "Dishwasher safe",
-    'Approx. 5-1/2" wide',
-    "BPA free",
-    "1 year warranty",
-    "Handmade in California",
-    "Fits most standard sizes",
-    "Gift ready packaging",
-    "Rechargeable battery lasts up to 20 hours",
-    "Machine washable",
-    "Non-slip base",
-    "Compatible with USB-C devices",
-    "Made from recycled plastic",
-    "Hypoallergenic",
+    "High quality materials", "Easy to clean", "Lightweight and portable", "Dishwasher safe",
+    'Approx. 5-1/2" wide', "BPA free", "1 year warranty", "Handmade in California",
+    "Fits most standard sizes", "Gift ready packaging", "Rechargeable battery lasts 20 hours",
+    "Machine washable", "Non-slip base", "Compatible with USB-C devices",
+    "Made from recycled plastic", "Hypoallergenic",
 )
 _SYLLABLES_1 = ("Zen", "Kal", "Nor", "Vel", "Bri", "Lum", "Ori", "Tas", "Mar", "Quin", "Hal")
 _SYLLABLES_2 = ("to", "ra", "vi", "mo", "ne", "li", "sa", "ko", "da", "")
 _SYLLABLES_3 = ("va", "x", "ly", "co", "tech", "home", "ify", "go", "n", "ria")
 _MONTHS = (
-    "January",
-    "February",
-    "March",
-    "April",
-    "May",
-    "June",
-    "July",
-    "August",
-    "September",
-    "October",
-    "November",
-    "December",
+    "January", "February", "March", "April", "May", "June", "July", "August", "September",
+    "October", "November", "December",
 )
 _FIRST_NAMES = (
-    "Mary",
-    "James",
-    "Linda",
-    "Robert",
-    "Patricia",
-    "Michael",
-    "Jennifer",
-    "David",
-    "Maria",
-    "Carlos",
-    "Aisha",
-    "Wei",
-    "Priya",
-    "Olga",
-    "Kenji",
-    "Fatima",
-    "Liam",
-    "Emma",
-    "Noah",
-    "Zoë",
+    "Mary", "James", "Linda", "Robert", "Patricia", "Michael", "Jennifer", "David", "Maria",
+    "Carlos", "Aisha", "Wei", "Priya", "Olga", "Kenji", "Fatima", "Liam", "Emma", "Noah", "Zoë",
 )
 _LAST_INITIALS = tuple("ABCDEFGHJKLMNOPRSTW")
 _COUNTRIES = ("US", "CA", "GB", "DE", "FR", "IN", "JP", "MX", "ES", "IT", "BR", "AU")
 _COUNTRY_WEIGHTS = (0.62, 0.06, 0.07, 0.06, 0.03, 0.05, 0.03, 0.02, 0.02, 0.02, 0.01, 0.01)
+# fmt: on
 
 _RATING_CDF = np.array([0.10, 0.15, 0.23, 0.40, 1.0])  # P(1)=.10 P(2)=.05 P(3)=.08 P(4)=.17
 
@@ -1174,15 +970,14 @@ class _Generator:
                 "updated_at": _timestamps(updated),
             }
         )
-        date = pl.format('"Date First Available": "{} {}, {}"', "month", "day", "year")
-        full = pl.format(
-            '{"Package Dimensions": "{} x {} x {} inches; {} Ounces", {}, "Manufacturer": "{}"}',
-            "d0",
-            "d1",
-            "d2",
-            "oz",
-            date,
-            "brand",
+        lit = pl.lit
+        date = pl.concat_str(
+            lit('"Date First Available": "'), "month", lit(" "), "day", lit(", "), "year", lit('"')
+        )
+        full = pl.concat_str(
+            lit('{"Package Dimensions": "'),
+            *("d0", lit(" x "), "d1", lit(" x "), "d2", lit(" inches; "), "oz", lit(' Ounces", ')),
+            *(date, lit(', "Manufacturer": "'), "brand", lit('"}')),
         )
         return frame.select(
             "parent_asin",

@@ -1,7 +1,9 @@
-"""Jobs: the daily batch (all layers) and one per layer for the CLI's step commands."""
+"""Jobs: the daily batch (all layers), one per layer for the CLI's step commands, and the
+operational op jobs (retention, integrity) defined in `maintenance`."""
 
 import dagster as dg
 
+from amazon_reviews.maintenance import integrity_job, retention_job
 from amazon_reviews.partitions import batch_partitions
 
 LAYER_GROUPS = ("bronze", "silver", "gold")
@@ -22,3 +24,5 @@ layer_jobs = {
     )
     for layer in LAYER_GROUPS
 }
+
+__all__ = ["daily_batch_job", "integrity_job", "layer_jobs", "retention_job"]

@@ -52,7 +52,7 @@ def instance_env(settings: Settings) -> dict[str, str]:
     return env
 
 
-def get_instance(settings: Settings):  # noqa: ANN201 - DagsterInstance, imported lazily
+def get_instance(settings: Settings):
     """The project's Dagster instance (embedded storage started on demand)."""
     from dagster import DagsterInstance
 
@@ -60,13 +60,13 @@ def get_instance(settings: Settings):  # noqa: ANN201 - DagsterInstance, importe
     return DagsterInstance.get()
 
 
-def known_batches(instance) -> list[str]:  # noqa: ANN001
+def known_batches(instance) -> list[str]:
     from amazon_reviews.partitions import BATCH_PARTITIONS_NAME
 
     return list(instance.get_dynamic_partitions(BATCH_PARTITIONS_NAME))
 
 
-def add_batch(instance, batch_id: str) -> bool:  # noqa: ANN001
+def add_batch(instance, batch_id: str) -> bool:
     """Register a batch partition; return False when it already existed."""
     from amazon_reviews.partitions import BATCH_PARTITIONS_NAME
 
@@ -77,7 +77,7 @@ def add_batch(instance, batch_id: str) -> bool:  # noqa: ANN001
     return True
 
 
-def require_batch(instance, batch_id: str) -> str:  # noqa: ANN001
+def require_batch(instance, batch_id: str) -> str:
     batch_ids.validate_batch_id(batch_id)
     known = known_batches(instance)
     if batch_id not in known:
@@ -97,8 +97,14 @@ class RunOutcome:
     seconds: float
 
 
-def run_layers(settings: Settings, batch_id: str, layers: tuple[str, ...], *,
-               instance=None, log_level: str = "WARNING") -> RunOutcome:  # noqa: ANN001
+def run_layers(
+    settings: Settings,
+    batch_id: str,
+    layers: tuple[str, ...],
+    *,
+    instance=None,
+    log_level: str = "WARNING",
+) -> RunOutcome:
     """Materialise `layers` of one batch, with their checks, in this process, as a recorded run."""
     from dagster import AssetSelection
 
@@ -119,16 +125,15 @@ def run_layers(settings: Settings, batch_id: str, layers: tuple[str, ...], *,
         tags={"amazon_reviews/launched_by": "cli"},
         run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
     )
-    failed_steps = [e.step_key for e in result.all_events
-                    if e.event_type_value == "STEP_FAILURE" and e.step_key]
+    failed_steps = [
+        e.step_key for e in result.all_events if e.event_type_value == "STEP_FAILURE" and e.step_key
+    ]
     failed_checks = []
     for e in result.all_events:
         if e.event_type_value == "ASSET_CHECK_EVALUATION":
             data = e.event_specific_data
             if not data.passed:
-                failed_checks.append(
-                    f"{data.asset_key.to_user_string()}:{data.check_name}"
-                )
+                failed_checks.append(f"{data.asset_key.to_user_string()}:{data.check_name}")
     error = None
     for e in result.all_events:
         if e.event_type_value == "STEP_FAILURE":

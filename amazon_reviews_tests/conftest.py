@@ -55,7 +55,10 @@ def env(
     the session's instance database."""
     for key in list(os.environ):
         if key.startswith("AMAZON_REVIEWS") or key in (
-            "NEON_DB_URL", "DAGSTER_PG_URL", "ALERT_WEBHOOK_URL", "PROMETHEUS_PUSHGATEWAY_URL",
+            "NEON_DB_URL",
+            "DAGSTER_PG_URL",
+            "ALERT_WEBHOOK_URL",
+            "PROMETHEUS_PUSHGATEWAY_URL",
             "DAGSTER_HOME",
         ):
             monkeypatch.delenv(key, raising=False)
@@ -76,7 +79,7 @@ def settings(env: dict[str, str]) -> Settings:
 
 
 @pytest.fixture
-def instance(settings: Settings):  # noqa: ANN201
+def instance(settings: Settings):
     """The real Dagster instance (PostgreSQL storage on the session server)."""
     from amazon_reviews.runner import get_instance
 

@@ -25,7 +25,9 @@ def test_defaults_without_any_file(tmp_path: Path) -> None:
 def test_precedence_config_then_dotenv_then_environment(tmp_path: Path) -> None:
     home = _home(
         tmp_path,
-        config="extract:\n  chunk_rows: 5000\nretention:\n  days: 10\nschedule:\n  cron: '0 1 * * *'\n",
+        config=(
+            "extract:\n  chunk_rows: 5000\nretention:\n  days: 10\nschedule:\n  cron: '0 1 * * *'\n"
+        ),
         dotenv="AMAZON_REVIEWS__EXTRACT__CHUNK_ROWS=6000\nAMAZON_REVIEWS__RETENTION__DAYS=11\n",
     )
     s = load_settings({"AMAZON_REVIEWS__EXTRACT__CHUNK_ROWS": "7000"}, home=home)
@@ -44,22 +46,33 @@ def test_secrets_come_from_dotenv_or_environment(tmp_path: Path) -> None:
 
 def test_secret_in_config_yaml_is_refused(tmp_path: Path) -> None:
     home = _home(tmp_path, config="neon_db_url: postgresql://u:pw@h/db\n")
-    with pytest.raises(ConfigError, match="neon_db_url.*secret.*NEON_DB_URL"):
+    with pytest.raises(ConfigError, match=r"neon_db_url.*secret.*NEON_DB_URL"):
         load_settings({}, home=home)
 
 
 @pytest.mark.parametrize(
     ("env", "key", "value", "expected"),
     [
-        ({"AMAZON_REVIEWS__EXTRACT__CHUNK_ROWS": "ten"}, "extract.chunk_rows", "'ten'",
-         "valid integer"),
-        ({"AMAZON_REVIEWS__SCHEDULE__CRON": "every day"}, "schedule.cron", "'every day'",
-         "five-field cron"),
-        ({"AMAZON_REVIEWS__SCHEDULE__TIMEZONE": "Mars/Base"}, "schedule.timezone",
-         "'Mars/Base'", "IANA time zone"),
+        (
+            {"AMAZON_REVIEWS__EXTRACT__CHUNK_ROWS": "ten"},
+            "extract.chunk_rows",
+            "'ten'",
+            "valid integer",
+        ),
+        (
+            {"AMAZON_REVIEWS__SCHEDULE__CRON": "every day"},
+            "schedule.cron",
+            "'every day'",
+            "five-field cron",
+        ),
+        (
+            {"AMAZON_REVIEWS__SCHEDULE__TIMEZONE": "Mars/Base"},
+            "schedule.timezone",
+            "'Mars/Base'",
+            "IANA time zone",
+        ),
         ({"AMAZON_REVIEWS__RETENTION__DAYS": "0"}, "retention.days", "0", "greater than or equal"),
-        ({"AMAZON_REVIEWS__EXTRACT__CHUNKROWS": "5"}, "extract.chunkrows", "5",
-         "unknown key"),
+        ({"AMAZON_REVIEWS__EXTRACT__CHUNKROWS": "5"}, "extract.chunkrows", "5", "unknown key"),
     ],
 )
 def test_bad_value_names_key_value_and_expectation(
@@ -74,7 +87,7 @@ def test_bad_value_names_key_value_and_expectation(
 
 def test_invalid_yaml_names_the_file(tmp_path: Path) -> None:
     home = _home(tmp_path, config="extract: [unclosed\n")
-    with pytest.raises(ConfigError, match="config.yaml: not valid YAML"):
+    with pytest.raises(ConfigError, match=r"config\.yaml: not valid YAML"):
         load_settings({}, home=home)
 
 
@@ -82,8 +95,10 @@ def test_invalid_yaml_names_the_file(tmp_path: Path) -> None:
     ("url", "masked"),
     [
         ("postgresql://user:s3cret@host/db", "postgresql://user:***@host/db"),
-        ("postgresql+psycopg2://u:p%40ss@h:5432/d?sslmode=require",
-         "postgresql+psycopg2://u:***@h:5432/d?sslmode=require"),
+        (
+            "postgresql+psycopg2://u:p%40ss@h:5432/d?sslmode=require",
+            "postgresql+psycopg2://u:***@h:5432/d?sslmode=require",
+        ),
         ("postgresql://host/db?password=s3cret&x=1", "postgresql://host/db?password=***&x=1"),
         ("postgresql://user@host/db", "postgresql://user@host/db"),
     ],

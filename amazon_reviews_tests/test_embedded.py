@@ -18,8 +18,9 @@ def test_start_twice_and_from_two_processes_reuses_one_server(tmp_path: Path) ->
         "print(EmbeddedServer(sys.argv[1]).ensure_running().pid)"
     )
     procs = [
-        subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE,
-                         text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True
+        )
         for _ in range(2)
     ]
     pids = {p.communicate(timeout=120)[0].strip() for p in procs}

@@ -45,8 +45,10 @@ def test_ddl_matches_the_contract(settings: Settings, source_url: str, tmp_path:
         cur.execute("ALTER TABLE amazon.review ALTER COLUMN helpful_vote TYPE bigint")
         drift = column_drift(cur)
     assert drift == {
-        "review": ["column helpful_vote is bigint, contract says int",
-                   "column extra not in contract"]
+        "review": [
+            "column helpful_vote is bigint, contract says int",
+            "column extra not in contract",
+        ]
     }
 
 
@@ -71,7 +73,10 @@ def test_valid_rows_load_and_bad_rows_are_rejected_with_line_and_column(
         rejects = list(csv.DictReader(fh))
     # R1 spans lines 2-3 (a quoted newline), so R3 is on line 5.
     assert [(r["line"], r["column"]) for r in rejects] == [
-        ("5", "rating"), ("6", "helpful_vote"), ("7", "review_id"), ("8", "review_id"),
+        ("5", "rating"),
+        ("6", "helpful_vote"),
+        ("7", "review_id"),
+        ("8", "review_id"),
         ("9", "created_at"),
     ]
     assert all(r["file"] == str(path) for r in rejects)
@@ -83,8 +88,12 @@ def test_valid_rows_load_and_bad_rows_are_rejected_with_line_and_column(
 def test_strict_loads_nothing_when_anything_is_rejected(
     settings: Settings, source_url: str, tmp_path: Path
 ) -> None:
-    _write(tmp_path / "csv", "review", REVIEW_HEADER,
-           [*GOOD_REVIEWS, "R3,C1,A1,P1,abc,Bad,x,3,true,2021-01-01,2021-01-01"])
+    _write(
+        tmp_path / "csv",
+        "review",
+        REVIEW_HEADER,
+        [*GOOD_REVIEWS, "R3,C1,A1,P1,abc,Bad,x,3,true,2021-01-01,2021-01-01"],
+    )
     _write(tmp_path / "csv", "product", PRODUCT_HEADER, ["P1,T,Books,S,1.50,4.5,3,[],[],{},"])
     with pytest.raises(StrictRejectError, match="1 row"):
         init_db(settings, tmp_path / "csv", strict=True)
@@ -129,14 +138,18 @@ def test_rerun_is_idempotent_and_replace_empties_first(
     assert _count(source_url, "review") == 1
 
 
-def test_cli_reports_a_bad_row_with_file_line_and_column(
-    env: dict, tmp_path: Path
-) -> None:
-    _write(tmp_path / "csv", "review", REVIEW_HEADER,
-           [*GOOD_REVIEWS, "R3,C1,A1,P1,abc,Bad,x,3,true,2021-01-01,2021-01-01"])
+def test_cli_reports_a_bad_row_with_file_line_and_column(env: dict, tmp_path: Path) -> None:
+    _write(
+        tmp_path / "csv",
+        "review",
+        REVIEW_HEADER,
+        [*GOOD_REVIEWS, "R3,C1,A1,P1,abc,Bad,x,3,true,2021-01-01,2021-01-01"],
+    )
     out = subprocess.run(
         [sys.executable, "-m", "amazon_reviews.cli", "init-db", "--csv-dir", str(tmp_path / "csv")],
-        capture_output=True, text=True, env={**env, "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        env={**env, "PATH": "/usr/bin:/bin"},
     )
     assert out.returncode == 0, out.stderr
     assert "review         3     1         2" in out.stdout
@@ -144,8 +157,18 @@ def test_cli_reports_a_bad_row_with_file_line_and_column(
     assert "review.csv,5,rating," in Path(rejects_file).read_text()
 
     bad = subprocess.run(
-        [sys.executable, "-m", "amazon_reviews.cli", "init-db", "--csv-dir", str(tmp_path / "csv"),
-         "--strict"], capture_output=True, text=True, env={**env, "PATH": "/usr/bin:/bin"},
+        [
+            sys.executable,
+            "-m",
+            "amazon_reviews.cli",
+            "init-db",
+            "--csv-dir",
+            str(tmp_path / "csv"),
+            "--strict",
+        ],
+        capture_output=True,
+        text=True,
+        env={**env, "PATH": "/usr/bin:/bin"},
     )
     assert bad.returncode == 2
     assert bad.stderr.startswith("error: --strict: 1 row(s) rejected, nothing loaded")

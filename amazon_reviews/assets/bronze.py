@@ -1,6 +1,5 @@
 """Bronze: an exact, consistent Parquet snapshot of every source table, per batch."""
 
-
 from collections.abc import Iterator
 
 import dagster as dg

@@ -1,6 +1,5 @@
 """Gold: `fact_reviews`, the business-ready fact table with its relevance score."""
 
-
 from datetime import datetime
 
 import dagster as dg
@@ -44,8 +43,9 @@ def fact_reviews(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Ma
     """One row per valid review, from silver/review_enriched, with relevance_score in [0, 1]."""
     batch = context.partition_key
     store = lake.lake()
-    silver = store.require("silver", batch, needed_by="gold",
-                           command=f"amazon-reviews transform --batch-id {batch}")
+    silver = store.require(
+        "silver", batch, needed_by="gold", command=f"amazon-reviews transform --batch-id {batch}"
+    )
     fact = build_fact_reviews(
         store.read("silver", batch, "review_enriched"),
         batch_id=batch,

@@ -1,6 +1,5 @@
 """Silver: cleaned, typed tables with quarantined rejects, and the enriched review table."""
 
-
 from collections.abc import Iterator
 from datetime import datetime
 
@@ -63,8 +62,9 @@ def silver_tables(
     batch = context.partition_key
     store = lake.lake()
     settings = lake.settings()
-    bronze = store.require("bronze", batch, needed_by="silver",
-                           command=f"amazon-reviews extract --batch-id {batch}")
+    bronze = store.require(
+        "bronze", batch, needed_by="silver", command=f"amazon-reviews extract --batch-id {batch}"
+    )
     cfg = SilverSettings(
         batch_time=datetime.fromisoformat(bronze["source"]["snapshot_at"]),
         min_date=settings.transform.min_date,
@@ -85,11 +85,11 @@ def silver_tables(
             extra = {
                 "rejected_rows": rej.rows,
                 "bronze_rows": bronze["tables"][name]["rows"],
-                "rejects_by_reason": dg.MetadataValue.md(markdown_table(
-                    [{"reason": r, "rows": n} for r, n in rejects[name].items()])),
+                "rejects_by_reason": dg.MetadataValue.md(
+                    markdown_table([{"reason": r, "rows": n} for r, n in rejects[name].items()])
+                ),
             }
         yield dg.MaterializeResult(
             asset_key=key,
-            metadata=table_metadata(written, str(store.table_path("silver", batch, name)),
-                                    **extra),
+            metadata=table_metadata(written, str(store.table_path("silver", batch, name)), **extra),
         )

@@ -104,7 +104,11 @@ class ImportFormatError(ValueError):
     def __init__(self, file: str | Path, line: int, message: str) -> None:
         self.file = str(file)
         self.line = line
+        self.detail = message
         super().__init__(f"{file}: line {line}: {message}")
+
+    def __reduce__(self) -> tuple[type[ImportFormatError], tuple[str, int, str]]:
+        return (type(self), (self.file, self.line, self.detail))
 
 
 def iter_lines(path: str | Path, report: ImportReport) -> Iterator[tuple[int, bytes]]:

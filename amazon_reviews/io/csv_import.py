@@ -19,8 +19,13 @@ import polars as pl
 
 from amazon_reviews import contract
 
-REJECT_SCHEMA = {"file": pl.String, "line": pl.Int64, "column": pl.String, "reason": pl.String,
-                 "value": pl.String}
+REJECT_SCHEMA = {
+    "file": pl.String,
+    "line": pl.Int64,
+    "column": pl.String,
+    "reason": pl.String,
+    "value": pl.String,
+}
 
 
 class CsvHeaderError(ValueError):
@@ -91,8 +96,10 @@ def check_header(path: Path, table: contract.Table) -> list[str]:
     except UnicodeDecodeError as exc:
         raise CsvHeaderError(f"{path}: line 1: header is not valid UTF-8 ({exc.reason})") from None
     if not header:
-        raise CsvHeaderError(f"{path}: line 1: empty file, expected a header with columns "
-                             f"{', '.join(table.column_names)}")
+        raise CsvHeaderError(
+            f"{path}: line 1: empty file, expected a header with columns "
+            f"{', '.join(table.column_names)}"
+        )
     cols = [h.strip() for h in header]
     missing = [c for c in table.column_names if c not in cols]
     unknown = [c for c in cols if c not in table.column_names]
@@ -105,8 +112,9 @@ def check_header(path: Path, table: contract.Table) -> list[str]:
     if dupes:
         problems.append(f"repeated column(s) {', '.join(dupes)}")
     if problems:
-        raise CsvHeaderError(f"{path}: line 1 (header) for table {table.name}: "
-                             + "; ".join(problems))
+        raise CsvHeaderError(
+            f"{path}: line 1 (header) for table {table.name}: " + "; ".join(problems)
+        )
     return cols
 
 
@@ -118,8 +126,12 @@ _TS_FORMATS = (
     "%Y-%m-%d %H:%M:%S%#z",
     "%Y-%m-%dT%H:%M:%S%#z",
 )
-_NAIVE_FORMATS = ("%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S",
-                  "%Y-%m-%dT%H:%M:%S")
+_NAIVE_FORMATS = (
+    "%Y-%m-%d %H:%M:%S%.f",
+    "%Y-%m-%dT%H:%M:%S%.f",
+    "%Y-%m-%d %H:%M:%S",
+    "%Y-%m-%dT%H:%M:%S",
+)
 
 
 def _parse(col: contract.Column, raw: pl.Expr) -> pl.Expr:
@@ -135,16 +147,21 @@ def _parse(col: contract.Column, raw: pl.Expr) -> pl.Expr:
     if kind == "bool":
         low = s.str.to_lowercase()
         return (
-            pl.when(low.is_in(_TRUE)).then(True).when(low.is_in(_FALSE)).then(False)
-            .otherwise(None)
+            pl.when(low.is_in(_TRUE)).then(True).when(low.is_in(_FALSE)).then(False).otherwise(None)
         )
     if kind == "timestamp":
-        aware = [s.str.to_datetime(f, strict=False, time_unit="us", time_zone="UTC")
-                 for f in _TS_FORMATS]
-        naive = [s.str.to_datetime(f, strict=False, time_unit="us").dt.replace_time_zone("UTC")
-                 for f in _NAIVE_FORMATS]
-        day = s.str.to_date("%Y-%m-%d", strict=False).cast(pl.Datetime("us")).dt.replace_time_zone(
-            "UTC")
+        aware = [
+            s.str.to_datetime(f, strict=False, time_unit="us", time_zone="UTC") for f in _TS_FORMATS
+        ]
+        naive = [
+            s.str.to_datetime(f, strict=False, time_unit="us").dt.replace_time_zone("UTC")
+            for f in _NAIVE_FORMATS
+        ]
+        day = (
+            s.str.to_date("%Y-%m-%d", strict=False)
+            .cast(pl.Datetime("us"))
+            .dt.replace_time_zone("UTC")
+        )
         return pl.coalesce([*aware, *naive, day])
     if kind == "json":
         return raw
@@ -176,7 +193,10 @@ def read_and_validate(tf: TableFile) -> ValidatedTable:
     check_header(tf.path, t)
     try:
         raw = pl.read_csv(
-            tf.path, infer_schema=False, encoding="utf8", quote_char='"',
+            tf.path,
+            infer_schema=False,
+            encoding="utf8",
+            quote_char='"',
         )
     except (pl.exceptions.ComputeError, pl.exceptions.NoDataError) as exc:
         raise ValueError(f"{tf.path}: not a readable CSV: {exc}") from None
@@ -200,8 +220,11 @@ def read_and_validate(tf: TableFile) -> ValidatedTable:
             invalid = _json_invalid(raw[c.name])
             reason = f"not valid JSON for {c.pg_type}"
         else:
-            invalid = (raw[c.name].is_not_null() & (raw[c.name].str.strip_chars() != "")
-                       & parsed[c.name].is_null())
+            invalid = (
+                raw[c.name].is_not_null()
+                & (raw[c.name].str.strip_chars() != "")
+                & parsed[c.name].is_null()
+            )
             reason = f"not a valid {c.pg_type}"
         if invalid.any():
             problems.append(_rejects(tf.path, lines, raw[c.name], invalid, c.name, reason))
@@ -209,8 +232,9 @@ def read_and_validate(tf: TableFile) -> ValidatedTable:
     for k in t.key:
         null_key = parsed[k].is_null()
         if null_key.any():
-            problems.append(_rejects(tf.path, lines, raw[k], null_key & ~bad, k,
-                                     "key is null (primary key)"))
+            problems.append(
+                _rejects(tf.path, lines, raw[k], null_key & ~bad, k, "key is null (primary key)")
+            )
             bad = bad | null_key
     # A repeated key keeps its first good occurrence; later ones are rejected, not dropped.
     key_frame = parsed.select(t.key).with_columns(pl.Series("_bad", bad))
@@ -221,21 +245,31 @@ def read_and_validate(tf: TableFile) -> ValidatedTable:
         key_text = parsed.select(
             pl.concat_str([pl.col(k).cast(pl.String) for k in t.key], separator=",")
         ).to_series()
-        problems.append(_rejects(tf.path, lines, key_text, dup, ",".join(t.key),
-                                 "duplicate primary key (first occurrence kept)"))
+        problems.append(
+            _rejects(
+                tf.path,
+                lines,
+                key_text,
+                dup,
+                ",".join(t.key),
+                "duplicate primary key (first occurrence kept)",
+            )
+        )
         bad = bad | dup
-    rejects = (
-        pl.concat(problems).sort("line") if problems else pl.DataFrame(schema=REJECT_SCHEMA)
-    )
+    rejects = pl.concat(problems).sort("line") if problems else pl.DataFrame(schema=REJECT_SCHEMA)
     return ValidatedTable(t, tf.path, parsed.filter(~bad), rejects, n)
 
 
-def _rejects(path: Path, lines: pl.Series, values: pl.Series, mask: pl.Series, column: str,
-             reason: str) -> pl.DataFrame:
-    return pl.DataFrame({
-        "file": pl.Series([str(path)] * int(mask.sum()), dtype=pl.String),
-        "line": lines.filter(mask),
-        "column": pl.Series([column] * int(mask.sum()), dtype=pl.String),
-        "reason": pl.Series([reason] * int(mask.sum()), dtype=pl.String),
-        "value": values.filter(mask).cast(pl.String).str.slice(0, 200),
-    }, schema=REJECT_SCHEMA)
+def _rejects(
+    path: Path, lines: pl.Series, values: pl.Series, mask: pl.Series, column: str, reason: str
+) -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "file": pl.Series([str(path)] * int(mask.sum()), dtype=pl.String),
+            "line": lines.filter(mask),
+            "column": pl.Series([column] * int(mask.sum()), dtype=pl.String),
+            "reason": pl.Series([reason] * int(mask.sum()), dtype=pl.String),
+            "value": values.filter(mask).cast(pl.String).str.slice(0, 200),
+        },
+        schema=REJECT_SCHEMA,
+    )

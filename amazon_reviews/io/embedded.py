@@ -210,8 +210,19 @@ class EmbeddedServer:
             "-c shared_buffers=256MB -c fsync=on -c timezone=UTC"
         )
         result = subprocess.run(
-            [_bin("pg_ctl"), "-D", str(self.pgdata), "-l", str(self.log), "-w", "-t", "60",
-             "-o", options, "start"],
+            [
+                _bin("pg_ctl"),
+                "-D",
+                str(self.pgdata),
+                "-l",
+                str(self.log),
+                "-w",
+                "-t",
+                "60",
+                "-o",
+                options,
+                "start",
+            ],
             capture_output=True,
             text=True,
             stdin=subprocess.DEVNULL,
@@ -227,15 +238,38 @@ class EmbeddedServer:
     def _ensure_databases(self, info: ServerInfo) -> None:
         for db in (SOURCE_DB, INSTANCE_DB):
             exists = subprocess.run(
-                [_bin("psql"), "-h", "127.0.0.1", "-p", str(info.port), "-U", SUPERUSER, "-d",
-                 "postgres", "-tAc", f"SELECT 1 FROM pg_database WHERE datname = '{db}'"],
-                capture_output=True, text=True, check=True,
+                [
+                    _bin("psql"),
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(info.port),
+                    "-U",
+                    SUPERUSER,
+                    "-d",
+                    "postgres",
+                    "-tAc",
+                    f"SELECT 1 FROM pg_database WHERE datname = '{db}'",
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
             ).stdout.strip()
             if exists != "1":
                 subprocess.run(
-                    [_bin("createdb"), "-h", "127.0.0.1", "-p", str(info.port), "-U", SUPERUSER,
-                     db],
-                    capture_output=True, text=True, check=True,
+                    [
+                        _bin("createdb"),
+                        "-h",
+                        "127.0.0.1",
+                        "-p",
+                        str(info.port),
+                        "-U",
+                        SUPERUSER,
+                        db,
+                    ],
+                    capture_output=True,
+                    text=True,
+                    check=True,
                 )
 
     def stop(self, *, mode: str = "fast") -> bool:
@@ -246,7 +280,9 @@ class EmbeddedServer:
                 return False
             subprocess.run(
                 [_bin("pg_ctl"), "-D", str(self.pgdata), "-m", mode, "-w", "stop"],
-                capture_output=True, check=True, **_run_as(),
+                capture_output=True,
+                check=True,
+                **_run_as(),
             )
             return True
 

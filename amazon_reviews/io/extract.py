@@ -98,8 +98,9 @@ def extract_snapshot(url: str, settings: Settings, writer: BatchWriter) -> Snaps
     """
     import adbc_driver_postgresql.dbapi as adbc
 
-    conn = retry(lambda: adbc.connect(libpq_url(url)), url, settings,
-                 errors=(adbc.OperationalError,))
+    conn = retry(
+        lambda: adbc.connect(libpq_url(url)), url, settings, errors=(adbc.OperationalError,)
+    )
     try:
         cur = conn.cursor()
         try:
@@ -119,8 +120,9 @@ def extract_snapshot(url: str, settings: Settings, writer: BatchWriter) -> Snaps
                     "load them with `amazon-reviews init-db --csv-dir DIR` or "
                     "`amazon-reviews generate --reviews N --load`"
                 )
-            info = SnapshotInfo(snapshot_at=snapshot_at, server_version=version,
-                                source=mask_url(url))
+            info = SnapshotInfo(
+                snapshot_at=snapshot_at, server_version=version, source=mask_url(url)
+            )
             for t in contract.TABLES.values():
                 started = time.perf_counter()
                 cur.execute(count_sql(t))
@@ -141,14 +143,15 @@ def extract_snapshot(url: str, settings: Settings, writer: BatchWriter) -> Snaps
             conn.close()
 
 
-def _stream_table(cur: Any, table: contract.Table, writer: BatchWriter,
-                  settings: Settings) -> None:
+def _stream_table(cur: Any, table: contract.Table, writer: BatchWriter, settings: Settings) -> None:
     schema = arrow_schema(table)
     path = writer.path_for(table.name)
     cur.execute(select_sql(table))
     reader = cur.fetch_record_batch()
     pw = pq.ParquetWriter(
-        path, schema, compression=settings.extract.compression,
+        path,
+        schema,
+        compression=settings.extract.compression,
         compression_level=settings.extract.compression_level,
     )
     try:

@@ -72,8 +72,13 @@ class TableWritten:
     columns: dict[str, str]
 
     def manifest_entry(self) -> dict[str, Any]:
-        return {"file": f"{self.name}.parquet", "rows": self.rows, "bytes": self.bytes,
-                "sha256": self.sha256, "columns": self.columns}
+        return {
+            "file": f"{self.name}.parquet",
+            "rows": self.rows,
+            "bytes": self.bytes,
+            "sha256": self.sha256,
+            "columns": self.columns,
+        }
 
 
 @dataclass
@@ -149,8 +154,11 @@ class Lake:
         d = self.layer_dir(layer)
         if not d.exists():
             return []
-        return sorted(p.name.removeprefix("batch=") for p in d.iterdir()
-                      if p.is_dir() and p.name.startswith("batch="))
+        return sorted(
+            p.name.removeprefix("batch=")
+            for p in d.iterdir()
+            if p.is_dir() and p.name.startswith("batch=")
+        )
 
     def require(self, layer: str, batch: str, *, needed_by: str, command: str) -> dict[str, Any]:
         """The manifest of a complete batch, or an error saying which layer and what to run."""
@@ -209,9 +217,11 @@ class Lake:
                     **extra,
                 }
                 manifest.setdefault("durations_s", {})["write"] = round(
-                    (datetime.now(UTC) - started).total_seconds(), 3)
-                atomic_write_bytes(staging / MANIFEST,
-                                   json.dumps(manifest, indent=2, default=str).encode())
+                    (datetime.now(UTC) - started).total_seconds(), 3
+                )
+                atomic_write_bytes(
+                    staging / MANIFEST, json.dumps(manifest, indent=2, default=str).encode()
+                )
                 _fsync_dir(staging)
                 self._publish(staging, final)
             except BaseException:
@@ -255,12 +265,15 @@ class Lake:
                 continue
             size = p.stat().st_size
             if size != entry["bytes"]:
-                problems.append(f"{layer}/{name}: {size} bytes on disk, manifest says "
-                                f"{entry['bytes']}")
+                problems.append(
+                    f"{layer}/{name}: {size} bytes on disk, manifest says {entry['bytes']}"
+                )
             digest = sha256_file(p)
             if digest != entry["sha256"]:
-                problems.append(f"{layer}/{name}: sha256 {digest[:12]}… differs from manifest "
-                                f"{entry['sha256'][:12]}…")
+                problems.append(
+                    f"{layer}/{name}: sha256 {digest[:12]}… differs from manifest "
+                    f"{entry['sha256'][:12]}…"
+                )
         return problems
 
 

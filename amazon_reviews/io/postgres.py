@@ -11,8 +11,8 @@ import logging
 import random
 import time
 from collections.abc import Callable, Iterable, Iterator
-from typing import TypeVar
 from contextlib import contextmanager
+from typing import TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import polars as pl
@@ -55,13 +55,13 @@ def instance_url(settings: Settings) -> str:
     else:
         url = embedded(settings).ensure_running().url(INSTANCE_DB)
     # SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3, which is not installed.
-    scheme, sep, rest = url.partition("://")
+    scheme, _, rest = url.partition("://")
     return f"postgresql+psycopg2://{rest}" if scheme in ("postgresql", "postgres") else url
 
 
 def libpq_url(url: str) -> str:
     """A URL libpq accepts: no SQLAlchemy driver suffix in the scheme."""
-    scheme, sep, rest = url.partition("://")
+    scheme, _, rest = url.partition("://")
     return f"postgresql://{rest}" if scheme.startswith("postgres") else url
 
 
@@ -107,7 +107,11 @@ def retry(
             wait = min(cfg.backoff_max_s, delay) * (0.5 + random.random() / 2)
             log.warning(
                 "connection to %s failed (attempt %d/%d), retrying in %.1fs: %s",
-                mask_url(url), attempt, tries, wait, mask_text(str(exc).strip()),
+                mask_url(url),
+                attempt,
+                tries,
+                wait,
+                mask_text(str(exc).strip()),
             )
             sleep(wait)
             delay *= 2
@@ -256,21 +260,31 @@ def copy_frames(
 
 
 def upsert_frames(
-    cur: psycopg2.extensions.cursor, table: contract.Table, frames: Iterable[pl.DataFrame]
+    cur: psycopg2.extensions.cursor,
+    table: contract.Table,
+    frames: Iterable[pl.DataFrame],
+    *,
+    keep_existing_values: bool = False,
 ) -> int:
-    """Load frames through a temporary table and upsert on the key, so re-runs are idempotent."""
+    """Load frames through a temporary table and upsert on the key, so re-runs are idempotent.
+
+    With `keep_existing_values`, a null in the new row keeps the stored value: an importer's
+    product stub (key only) never blanks a product loaded earlier from full metadata.
+    """
     staging = contract.quote_ident(f"_stage_{table.name}")
     cur.execute(
-        f"CREATE TEMP TABLE {staging} (LIKE {table.qualified} INCLUDING DEFAULTS) "
-        "ON COMMIT DROP"
+        f"CREATE TEMP TABLE {staging} (LIKE {table.qualified} INCLUDING DEFAULTS) ON COMMIT DROP"
     )
     rows = copy_frames(cur, table, frames, target=staging)
     key = ", ".join(contract.quote_ident(k) for k in table.key)
-    updates = ", ".join(
-        f"{contract.quote_ident(c)} = EXCLUDED.{contract.quote_ident(c)}"
-        for c in table.column_names
-        if c not in table.key
-    )
+
+    def merged(c: str) -> str:
+        col = contract.quote_ident(c)
+        if keep_existing_values:
+            return f"{col} = COALESCE(EXCLUDED.{col}, {table.qualified}.{col})"
+        return f"{col} = EXCLUDED.{col}"
+
+    updates = ", ".join(merged(c) for c in table.column_names if c not in table.key)
     cur.execute(
         f"INSERT INTO {table.qualified} SELECT * FROM {staging} "
         f"ON CONFLICT ({key}) DO UPDATE SET {updates}"

@@ -5,7 +5,7 @@ the importers. Every load runs in one transaction, so a failure leaves the table
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,8 +16,14 @@ from amazon_reviews import contract
 from amazon_reviews.config import Settings
 from amazon_reviews.io import csv_import
 from amazon_reviews.io.lake import atomic_write_bytes
-from amazon_reviews.io.postgres import copy_frames, create_source_schema, session, source_url, \
-    table_counts, upsert_frames
+from amazon_reviews.io.postgres import (
+    copy_frames,
+    create_source_schema,
+    session,
+    source_url,
+    table_counts,
+    upsert_frames,
+)
 
 
 class StrictRejectError(RuntimeError):
@@ -39,8 +45,9 @@ def truncate_all(cur) -> None:
     cur.execute(f"TRUNCATE {names}")
 
 
-def init_db(settings: Settings, csv_dir: Path, *, replace: bool = False,
-            strict: bool = False) -> InitDbSummary:
+def init_db(
+    settings: Settings, csv_dir: Path, *, replace: bool = False, strict: bool = False
+) -> InitDbSummary:
     """Create schema `amazon` and load `<table>.csv` files from `csv_dir` with COPY.
 
     Headers of every file are checked before anything is read or loaded. Invalid rows go to
@@ -83,8 +90,13 @@ def init_db(settings: Settings, csv_dir: Path, *, replace: bool = False,
     return summary
 
 
-def load_chunks(settings: Settings, chunks: Iterable[dict[str, pl.DataFrame]], *,
-                replace: bool = False, upsert: bool = True) -> dict[str, int]:
+def load_chunks(
+    settings: Settings,
+    chunks: Iterable[dict[str, pl.DataFrame]],
+    *,
+    replace: bool = False,
+    upsert: bool = True,
+) -> dict[str, int]:
     """Load generated or imported chunks (table -> frame) in one transaction.
 
     With `upsert`, each table goes through a staging table and `ON CONFLICT` so a key seen again
@@ -98,10 +110,16 @@ def load_chunks(settings: Settings, chunks: Iterable[dict[str, pl.DataFrame]], *
         if replace:
             truncate_all(cur)
         for chunk in chunks:
+            if upsert and not replace and "review" in chunk and chunk["review"].height:
+                # A re-imported review's images are replaced, not merged with stale ones.
+                cur.execute(
+                    f"DELETE FROM {contract.REVIEW_IMAGES.qualified} WHERE review_id = ANY(%s)",
+                    (chunk["review"]["review_id"].to_list(),),
+                )
             for name, frame in chunk.items():
                 t = contract.table(name)
                 if upsert and not replace:
-                    loaded[name] += upsert_frames(cur, t, [frame])
+                    loaded[name] += upsert_frames(cur, t, [frame], keep_existing_values=True)
                 else:
                     loaded[name] += copy_frames(cur, t, [frame])
     return loaded
@@ -125,8 +143,9 @@ def write_csv_chunks(out_dir: Path, chunks: Iterable[dict[str, pl.DataFrame]]) -
             fh.write((",".join(contract.table(name).column_names) + "\n").encode())
         for chunk in chunks:
             for name, frame in chunk.items():
-                frame.write_csv(handles[name], include_header=False,
-                                datetime_format="%Y-%m-%d %H:%M:%S%.f%z")
+                frame.write_csv(
+                    handles[name], include_header=False, datetime_format="%Y-%m-%d %H:%M:%S%.f%z"
+                )
                 rows[name] += frame.height
     finally:
         for fh in handles.values():
@@ -134,5 +153,3 @@ def write_csv_chunks(out_dir: Path, chunks: Iterable[dict[str, pl.DataFrame]]) -
     for name in handles:
         (out_dir / f"{name}.csv.tmp").replace(out_dir / f"{name}.csv")
     return rows
-
-

@@ -39,23 +39,35 @@ class ScoringParams:
             raise ValueError(f"scoring weights must be >= 0 with a positive sum, got {weights}")
 
     def weights(self) -> tuple[float, float, float, float]:
-        return (self.weight_helpfulness, self.weight_verified, self.weight_recency,
-                self.weight_text_quality)
+        return (
+            self.weight_helpfulness,
+            self.weight_verified,
+            self.weight_recency,
+            self.weight_text_quality,
+        )
 
 
 def score_components(params: ScoringParams, batch_time: datetime) -> list[pl.Expr]:
     """The four component columns, each in [0, 1], from an enriched review frame."""
-    age_days = (
-        (pl.lit(batch_time) - pl.col("created_at")).dt.total_seconds() / 86_400
-    ).clip(lower_bound=0)
+    age_days = ((pl.lit(batch_time) - pl.col("created_at")).dt.total_seconds() / 86_400).clip(
+        lower_bound=0
+    )
     return [
-        (pl.col("helpful_vote").clip(lower_bound=0).cast(pl.Float64).log1p()
-         / math.log1p(params.helpful_votes_saturation)).clip(0, 1).alias("helpfulness_score"),
-        (0.5 * pl.col("verified_purchase").cast(pl.Float64)
-         + 0.5 * pl.col("purchase_verified").cast(pl.Float64)).alias("verified_score"),
-        (pl.lit(0.5) ** (age_days / params.recency_half_life_days)).clip(0, 1)
+        (
+            pl.col("helpful_vote").clip(lower_bound=0).cast(pl.Float64).log1p()
+            / math.log1p(params.helpful_votes_saturation)
+        )
+        .clip(0, 1)
+        .alias("helpfulness_score"),
+        (
+            0.5 * pl.col("verified_purchase").cast(pl.Float64)
+            + 0.5 * pl.col("purchase_verified").cast(pl.Float64)
+        ).alias("verified_score"),
+        (pl.lit(0.5) ** (age_days / params.recency_half_life_days))
+        .clip(0, 1)
         .alias("recency_score"),
-        (pl.col("text_length").cast(pl.Float64) / params.text_length_target).clip(0, 1)
+        (pl.col("text_length").cast(pl.Float64) / params.text_length_target)
+        .clip(0, 1)
         .alias("text_quality_score"),
     ]
 
@@ -115,8 +127,9 @@ def score_histogram(fact: pl.DataFrame, bins: int = 10) -> pl.DataFrame:
         frame.join(counts, on="bin", how="left")
         .with_columns(
             pl.col("len").fill_null(0).alias("reviews"),
-            pl.col("bin").map_elements(lambda b: f"[{edges[b]:.1f}, {edges[b + 1]:.1f})",
-                                       return_dtype=pl.String).alias("range"),
+            pl.col("bin")
+            .map_elements(lambda b: f"[{edges[b]:.1f}, {edges[b + 1]:.1f})", return_dtype=pl.String)
+            .alias("range"),
         )
         .select("range", "reviews")
     )

@@ -110,8 +110,35 @@ def clean_products(bronze: pl.DataFrame, cfg: SilverSettings) -> CleanResult:
 
 def _json_list(expr: pl.Expr) -> pl.Expr:
     """A JSON array of strings to a list column (anything else becomes an empty list)."""
-    array = pl.when(expr.str.strip_chars().str.starts_with("[")).then(expr)
-    return array.str.json_decode(pl.List(pl.String)).fill_null([])
+    return expr.map_batches(_decode_json_lists, return_dtype=pl.List(pl.String))
+
+
+_STRING_LIST = pl.List(pl.String)
+
+
+def _decode_json_lists(s: pl.Series) -> pl.Series:
+    """Decode a Series of JSON texts as string lists; anything else becomes an empty list.
+
+    Vectorised; when one value cannot be read as a list of strings (an array of objects or of
+    arrays, which jsonb and the importers allow, or malformed text), the whole-column decode
+    fails, so the values are then decoded one at a time and the unreadable ones become `[]`.
+    """
+    arrays = s.str.strip_chars().str.starts_with("[").fill_null(False)
+    candidates = pl.select(pl.when(arrays).then(s)).to_series().alias(s.name)
+    try:
+        return candidates.str.json_decode(_STRING_LIST).fill_null([])
+    except pl.exceptions.PolarsError:
+        decoded = [_decode_one(v) for v in candidates.to_list()]
+        return pl.Series(s.name, decoded, dtype=_STRING_LIST).fill_null([])
+
+
+def _decode_one(value: str | None) -> list[str | None] | None:
+    if value is None:
+        return None
+    try:
+        return pl.Series([value]).str.json_decode(_STRING_LIST).item()
+    except pl.exceptions.PolarsError:
+        return None
 
 
 def clean_customers(bronze: pl.DataFrame, cfg: SilverSettings) -> CleanResult:
@@ -126,8 +153,7 @@ def clean_customers(bronze: pl.DataFrame, cfg: SilverSettings) -> CleanResult:
     return _split(
         bronze,
         repaired,
-        [("created_at_in_future", pl.col("created_at").fill_null(cfg.batch_time)
-          > cfg.batch_time)],
+        [("created_at_in_future", pl.col("created_at").fill_null(cfg.batch_time) > cfg.batch_time)],
     )
 
 
@@ -147,8 +173,10 @@ def clean_buyers(bronze: pl.DataFrame, cfg: SilverSettings) -> CleanResult:
         repaired,
         [
             ("quantity_not_positive", pl.col("quantity") <= 0),
-            ("purchased_at_in_future",
-             pl.col("purchased_at").fill_null(cfg.batch_time) > cfg.batch_time),
+            (
+                "purchased_at_in_future",
+                pl.col("purchased_at").fill_null(cfg.batch_time) > cfg.batch_time,
+            ),
         ],
     )
 
@@ -203,8 +231,7 @@ def clean_reviews(
             *early,
             ("duplicate_content", ~pl.col("_winner")),
             ("orphan_product", ~pl.col("parent_asin").is_in(products["parent_asin"].implode())),
-            ("orphan_customer",
-             ~pl.col("customer_id").is_in(customers["customer_id"].implode())),
+            ("orphan_customer", ~pl.col("customer_id").is_in(customers["customer_id"].implode())),
         ],
     )
     clean = result.clean.with_columns(
@@ -213,8 +240,18 @@ def clean_reviews(
         pl.col("text").str.slice(0, cfg.max_text_chars),
     ).with_columns(pl.col("text").str.len_chars().cast(pl.Int32).alias("text_length"))
     clean = clean.select(
-        "review_id", "customer_id", "asin", "parent_asin", "rating", "title", "text",
-        "text_length", "text_truncated", "helpful_vote", "verified_purchase", "created_at",
+        "review_id",
+        "customer_id",
+        "asin",
+        "parent_asin",
+        "rating",
+        "title",
+        "text",
+        "text_length",
+        "text_truncated",
+        "helpful_vote",
+        "verified_purchase",
+        "created_at",
         "updated_at",
     )
     return CleanResult(clean=clean, rejected=result.rejected)

@@ -21,7 +21,11 @@ _COMMON_ENTITIES = {
     "&gt;": ">",
     "&nbsp;": "\u00a0",
 }
-_ANY_ENTITY = r"&(#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[a-zA-Z][a-zA-Z0-9]{1,31});"
+# An `&` that `html.unescape` might decode: any `&` followed by a character that can start a
+# character reference (`#`, or anything but whitespace, `<`, `&` and `;`). References need no
+# closing `;` (`&amp`, `&copy`, `&#39`) and numeric ones have no length limit, so this is
+# deliberately broad: a row is on the fast path only when every such `&` opens a common entity.
+_ANY_ENTITY = r"&[^\t\n\f <&;]"
 _COMMON_RE = "|".join(e.replace("#", "\\#") for e in _COMMON_ENTITIES)
 
 
@@ -29,7 +33,8 @@ def unescape_html(s: pl.Series) -> pl.Series:
     """HTML-unescape a text Series exactly as `html.unescape` would, mostly vectorised.
 
     `replace_many` is a single left-to-right pass, so `&amp;lt;` decodes once, to `&lt;`.
-    Rows holding any other entity (numeric, or rarer names) are decoded by `html.unescape`.
+    Rows holding any other possible reference (numeric, rarer names, or one without its closing
+    `;` such as `&amp` or `&#39`) are decoded by `html.unescape`.
     """
     fast = s.str.replace_many(list(_COMMON_ENTITIES), list(_COMMON_ENTITIES.values()))
     rare = (s.str.count_matches(_ANY_ENTITY) > s.str.count_matches(_COMMON_RE)).fill_null(False)
