@@ -152,9 +152,11 @@ def _instance(settings: Settings):
 
 
 def _run(settings: Settings, batch: str, layers: tuple[str, ...], instance) -> int:
+    from amazon_reviews.metrics import publish
     from amazon_reviews.runner import run_layers
 
     outcome = run_layers(settings, batch, layers, instance=instance)
+    publish(settings, instance)
     status = "succeeded" if outcome.success else "FAILED"
     print(f"run {outcome.run_id} ({outcome.job}, batch {batch}) {status} in {outcome.seconds:.1f}s")
     if outcome.error:
@@ -326,6 +328,40 @@ def cmd_ui(args: argparse.Namespace) -> int:
     return subprocess.call(cmd, env=env)
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from amazon_reviews.doctor import FAIL, render, run_doctor
+
+    findings = run_doctor()
+    print(render(findings))
+    return 1 if any(f.status == FAIL for f in findings) else 0
+
+
+def cmd_cleanup(args: argparse.Namespace) -> int:
+    from amazon_reviews.io.lake import Lake
+    from amazon_reviews.retention import apply_cleanup
+
+    settings = _settings()
+    report = apply_cleanup(
+        Lake(settings.data_path),
+        _instance(settings),
+        older_than_days=args.older_than_days
+        if args.older_than_days is not None
+        else settings.retention.days,
+        keep_last=args.keep_last if args.keep_last is not None else settings.retention.keep_last,
+        dry_run=args.dry_run,
+    )
+    verb = "would remove" if args.dry_run else "removed"
+    for batch in report.plan.delete:
+        print(f"{verb} batch {batch}")
+    for batch, why in sorted(report.plan.keep.items()):
+        print(f"kept    batch {batch} ({why})")
+    print(
+        f"{verb} {len(report.plan.delete)} batch(es), "
+        f"{report.bytes_freed / 2**20:.1f} MiB {'to free' if args.dry_run else 'freed'}"
+    )
+    return 0
+
+
 # --- parser ---------------------------------------------------------------------------------
 
 
@@ -392,6 +428,15 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--reviews", type=int, default=100_000)
     demo.set_defaults(func=cmd_demo)
 
+    doc = sub.add_parser("doctor", help="check configuration, databases, disk and batches")
+    doc.set_defaults(func=cmd_doctor)
+
+    clean = sub.add_parser("cleanup", help="delete old batches (files and partitions)")
+    clean.add_argument("--older-than-days", type=int, help="default: retention.days")
+    clean.add_argument("--keep-last", type=int, help="default: retention.keep_last")
+    clean.add_argument("--dry-run", action="store_true", help="print, delete nothing")
+    clean.set_defaults(func=cmd_cleanup)
+
     ui = sub.add_parser("ui", help="start the Dagster webserver and daemon (dagster dev)")
     ui.add_argument("--host", default="127.0.0.1")
     ui.add_argument("--port", type=int, default=3000)
@@ -421,7 +466,7 @@ def _is_user_error(exc: Exception) -> bool:
     from amazon_reviews.batches import InvalidBatchId, UnknownBatch
     from amazon_reviews.io.csv_import import CsvHeaderError
     from amazon_reviews.io.embedded import EmbeddedError
-    from amazon_reviews.io.lake import LayerIncomplete
+    from amazon_reviews.io.lake import LakeIntegrityError, LayerIncomplete
     from amazon_reviews.io.postgres import SourceSchemaMissing, SourceUnavailable
     from amazon_reviews.io.source_load import StrictRejectError
 
@@ -433,17 +478,15 @@ def _is_user_error(exc: Exception) -> bool:
         CsvHeaderError,
         EmbeddedError,
         LayerIncomplete,
+        LakeIntegrityError,
         SourceSchemaMissing,
         SourceUnavailable,
         StrictRejectError,
         FileNotFoundError,
     )
-    try:
-        from amazon_reviews.importers import ImportFormatError
+    from amazon_reviews.importers import ImportFormatError
 
-        known += (ImportFormatError,)
-    except ImportError:
-        pass
+    known += (ImportFormatError,)
     return isinstance(exc, known) or (isinstance(exc, ValueError) and "CSV" in str(exc))
 
 

@@ -21,6 +21,7 @@ from amazon_reviews.schedules import (
 )
 from amazon_reviews.sensors import (
     build_gold_missing_sensor,
+    metrics_sensor,
     run_failure_alert_sensor,
     source_db_health_sensor,
 )
@@ -39,6 +40,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
         sensors=[
             build_gold_missing_sensor(settings.schedule),
             run_failure_alert_sensor,
+            metrics_sensor,
             source_db_health_sensor,
         ],
         resources={

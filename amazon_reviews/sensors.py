@@ -16,6 +16,7 @@ from amazon_reviews.config import ScheduleSettings, load_settings, mask_text, ma
 from amazon_reviews.io.alerts import Alert
 from amazon_reviews.io.lake import Lake
 from amazon_reviews.io.postgres import SourceUnavailable, connect, source_url
+from amazon_reviews.metrics import publish
 from amazon_reviews.partitions import BATCH_PARTITIONS_NAME
 from amazon_reviews.resources import AlertsResource
 from amazon_reviews.schedules import batch_id_for_tick
@@ -118,7 +119,7 @@ def run_failure_alert_sensor(context: dg.RunFailureSensorContext, alerts: Alerts
 def probe_source(settings) -> str | None:
     """None when the source answers `SELECT 1`, else the (masked) reason."""
     try:
-        conn = connect(source_url(settings), settings, attempts=1)
+        conn = connect(source_url(settings, start=False), settings, attempts=1)
     except SourceUnavailable as exc:
         return str(exc)
     except Exception as exc:  # an embedded server that cannot start is "unreachable" too
@@ -168,3 +169,14 @@ def source_db_health_sensor(
             )
     since = previous.get("since") if state == previous["state"] else datetime.now(UTC).isoformat()
     return dg.SensorResult(cursor=json.dumps({"state": state, "since": since}))
+
+
+@dg.run_status_sensor(
+    name="metrics_sensor",
+    run_status=dg.DagsterRunStatus.SUCCESS,
+    monitor_all_code_locations=True,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Rewrites data/metrics/amazon_reviews.prom (and pushes it) after each run.",
+)
+def metrics_sensor(context: dg.RunStatusSensorContext) -> None:
+    publish(load_settings(), context.instance)

@@ -6,7 +6,9 @@ import dagster as dg
 
 from amazon_reviews import contract
 from amazon_reviews.assets.metadata import table_metadata
+from amazon_reviews.batches import batch_time_from_id
 from amazon_reviews.io.extract import extract_snapshot
+from amazon_reviews.io.postgres import SourceSchemaMissing
 from amazon_reviews.partitions import batch_partitions
 from amazon_reviews.resources import LakeResource, SourceDatabase
 
@@ -42,8 +44,14 @@ def bronze_snapshot(
     batch = context.partition_key
     store = lake.lake()
     with store.write_batch("bronze", batch) as writer:
-        info = extract_snapshot(source_db.url(), source_db.settings(), writer)
+        try:
+            info = extract_snapshot(source_db.url(), source_db.settings(), writer)
+        except SourceSchemaMissing as exc:
+            # Retrying cannot create a table: fail at once, with the fix in the message.
+            raise dg.Failure(description=str(exc), allow_retries=False) from None
         writer.extra.update(info.manifest())
+        # Generated ids carry their time, so re-extracting a batch keeps its scores stable.
+        writer.extra["batch_time"] = (batch_time_from_id(batch) or info.snapshot_at).isoformat()
     for name, key in BRONZE_KEYS.items():
         written = writer.tables[name]
         yield dg.MaterializeResult(

@@ -66,7 +66,7 @@ def silver_tables(
         "bronze", batch, needed_by="silver", command=f"amazon-reviews extract --batch-id {batch}"
     )
     cfg = SilverSettings(
-        batch_time=datetime.fromisoformat(bronze["source"]["snapshot_at"]),
+        batch_time=datetime.fromisoformat(bronze["batch_time"]),
         min_date=settings.transform.min_date,
         max_text_chars=settings.transform.max_text_chars,
     )

@@ -236,41 +236,20 @@ class EmbeddedServer:
             )
 
     def _ensure_databases(self, info: ServerInfo) -> None:
-        for db in (SOURCE_DB, INSTANCE_DB):
-            exists = subprocess.run(
-                [
-                    _bin("psql"),
-                    "-h",
-                    "127.0.0.1",
-                    "-p",
-                    str(info.port),
-                    "-U",
-                    SUPERUSER,
-                    "-d",
-                    "postgres",
-                    "-tAc",
-                    f"SELECT 1 FROM pg_database WHERE datname = '{db}'",
-                ],
-                capture_output=True,
-                text=True,
-                check=True,
-            ).stdout.strip()
-            if exists != "1":
-                subprocess.run(
-                    [
-                        _bin("createdb"),
-                        "-h",
-                        "127.0.0.1",
-                        "-p",
-                        str(info.port),
-                        "-U",
-                        SUPERUSER,
-                        db,
-                    ],
-                    capture_output=True,
-                    text=True,
-                    check=True,
-                )
+        import psycopg2
+
+        conn = psycopg2.connect(info.url("postgres"))
+        conn.autocommit = True
+        try:
+            with conn.cursor() as cur:
+                for db in (SOURCE_DB, INSTANCE_DB):
+                    cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (db,))
+                    if cur.fetchone() is None:
+                        cur.execute(f'CREATE DATABASE "{db}"')
+                # Ad-hoc SQL on the embedded source finds `review` without the schema prefix.
+                cur.execute(f'ALTER DATABASE "{SOURCE_DB}" SET search_path = amazon, public')
+        finally:
+            conn.close()
 
     def stop(self, *, mode: str = "fast") -> bool:
         """Stop the server; returns False when it was not running."""

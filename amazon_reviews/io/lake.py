@@ -168,6 +168,29 @@ class Lake:
                 f"batch {batch!r} has no complete {layer} layer, which {needed_by} needs; "
                 f"run `{command}` first"
             )
+        # Cheap integrity gate (sizes and Parquet footers; the checks also verify sha256): a
+        # file changed since its manifest was written must not flow downstream.
+        problems = []
+        for name, entry in m.get("tables", {}).items():
+            p = self.table_path(layer, batch, name)
+            if not p.exists():
+                problems.append(f"{p} is missing")
+            elif p.stat().st_size != entry["bytes"]:
+                problems.append(f"{p} is {p.stat().st_size} bytes, manifest says {entry['bytes']}")
+            else:
+                try:
+                    rows = pq.read_metadata(p).num_rows
+                except (OSError, pa.ArrowException) as exc:
+                    problems.append(f"{p} is not readable Parquet ({exc})")
+                    continue
+                if rows != entry["rows"]:
+                    problems.append(f"{p} holds {rows} rows, manifest says {entry['rows']}")
+        if problems:
+            raise LakeIntegrityError(
+                f"{layer} batch {batch!r} does not match its manifest: "
+                + "; ".join(problems)
+                + f". {needed_by} refuses it; re-run `{command}`"
+            )
         return m
 
     def scan(self, layer: str, batch: str, name: str) -> pl.LazyFrame:

@@ -41,19 +41,33 @@ def embedded(settings: Settings) -> EmbeddedServer:
     return EmbeddedServer(settings.data_path, port=settings.embedded.port)
 
 
-def source_url(settings: Settings) -> str:
-    """The source database URL: `NEON_DB_URL`, else the embedded server (started on demand)."""
+def _embedded_url(settings: Settings, database: str, start: bool) -> str:
+    server = embedded(settings)
+    if start:
+        return server.ensure_running().url(database)
+    info = server.status()
+    if info is None:
+        raise SourceUnavailable(
+            f"the embedded PostgreSQL ({server.pgdata}) is not running; "
+            "start it with `amazon-reviews db up`"
+        )
+    return info.url(database)
+
+
+def source_url(settings: Settings, *, start: bool = True) -> str:
+    """The source database URL: `NEON_DB_URL`, else the embedded server (started on demand
+    unless `start` is False: probes must see a stopped server as down, not restart it)."""
     if settings.neon_db_url:
         return with_tls(settings.neon_db_url, settings.source.sslmode)
-    return embedded(settings).ensure_running().url(SOURCE_DB)
+    return _embedded_url(settings, SOURCE_DB, start)
 
 
-def instance_url(settings: Settings) -> str:
+def instance_url(settings: Settings, *, start: bool = True) -> str:
     """The Dagster instance storage URL (`postgresql+psycopg2://`), embedded when unset."""
     if settings.dagster_pg_url:
         url = with_tls(settings.dagster_pg_url, settings.source.sslmode)
     else:
-        url = embedded(settings).ensure_running().url(INSTANCE_DB)
+        url = _embedded_url(settings, INSTANCE_DB, start)
     # SQLAlchemy 2.1 maps a bare postgresql:// to psycopg 3, which is not installed.
     scheme, _, rest = url.partition("://")
     return f"postgresql+psycopg2://{rest}" if scheme in ("postgresql", "postgres") else url

@@ -3,7 +3,9 @@
 Pure Polars; no Dagster, no IO. Each rule has a name; a row failing a rule is quarantined with
 that name as `reject_reason` (the first failing rule, in rule order), so for every table
 `silver rows + rejected rows = bronze rows`. Repairs (trim, empty to null, HTML cleanup, NFC,
-truncation of over-long text) change values but never drop rows.
+truncation of over-long text) change values but never drop rows. Identifiers (review_id,
+customer_id, asin, parent_asin) are kept exactly as the source stores them: trimming a key could
+make two source keys collide and duplicate rows downstream.
 """
 
 from __future__ import annotations
@@ -92,7 +94,7 @@ def _utc_bound(d: date) -> datetime:
 def clean_products(bronze: pl.DataFrame, cfg: SilverSettings) -> CleanResult:
     """One row per product (`parent_asin`): labels trimmed, text cleaned, JSON lists parsed."""
     repaired = bronze.select(
-        clean_label(pl.col("parent_asin")).alias("parent_asin"),
+        pl.col("parent_asin"),
         clean_text(pl.col("title")).alias("title"),
         clean_label(pl.col("main_category")).alias("main_category"),
         clean_label(pl.col("store")).alias("store"),
@@ -144,7 +146,7 @@ def _decode_one(value: str | None) -> list[str | None] | None:
 def clean_customers(bronze: pl.DataFrame, cfg: SilverSettings) -> CleanResult:
     """One row per customer (`customer_id`)."""
     repaired = bronze.select(
-        clean_label(pl.col("customer_id")).alias("customer_id"),
+        pl.col("customer_id"),
         clean_text(pl.col("display_name")).alias("display_name"),
         clean_label(pl.col("country")).str.to_uppercase().alias("country"),
         pl.col("created_at"),
@@ -161,9 +163,9 @@ def clean_buyers(bronze: pl.DataFrame, cfg: SilverSettings) -> CleanResult:
     """One row per purchase (`buyer_id`): who bought which asin, when."""
     repaired = bronze.select(
         pl.col("buyer_id"),
-        clean_label(pl.col("customer_id")).alias("customer_id"),
-        clean_label(pl.col("asin")).alias("asin"),
-        clean_label(pl.col("parent_asin")).alias("parent_asin"),
+        pl.col("customer_id"),
+        pl.col("asin"),
+        pl.col("parent_asin"),
         pl.col("purchased_at"),
         pl.col("quantity").cast(pl.Int32),
         pl.col("unit_price").cast(pl.Float64).alias("unit_price"),
@@ -192,10 +194,10 @@ def clean_reviews(
     """
     text = clean_text(pl.col("text"))
     repaired = bronze.select(
-        clean_label(pl.col("review_id")).alias("review_id"),
-        clean_label(pl.col("customer_id")).alias("customer_id"),
-        clean_label(pl.col("asin")).alias("asin"),
-        clean_label(pl.col("parent_asin")).alias("parent_asin"),
+        pl.col("review_id"),
+        pl.col("customer_id"),
+        pl.col("asin"),
+        pl.col("parent_asin"),
         pl.col("rating").cast(pl.Float64).alias("_rating"),
         clean_text(pl.col("title")).alias("title"),
         text.alias("text"),
@@ -260,7 +262,7 @@ def clean_reviews(
 def clean_images(bronze: pl.DataFrame, reviews: pl.DataFrame) -> CleanResult:
     """One row per image of a valid review (`review_id`, `ordinal`)."""
     repaired = bronze.select(
-        clean_label(pl.col("review_id")).alias("review_id"),
+        pl.col("review_id"),
         pl.col("ordinal"),
         clean_label(pl.col("small_image_url")).alias("small_image_url"),
         clean_label(pl.col("medium_image_url")).alias("medium_image_url"),
