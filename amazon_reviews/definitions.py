@@ -43,6 +43,9 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             metrics_sensor,
             source_db_health_sensor,
         ],
+        # Layers run one after another, so a subprocess per step would only add start-up time
+        # (seconds per step); Kubernetes deployments swap in the k8s executor (deployment.md).
+        executor=dg.in_process_executor,
         resources={
             "source_db": SourceDatabase(),
             "lake": LakeResource(),
