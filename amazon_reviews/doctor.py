@@ -90,8 +90,8 @@ def _source_checks(settings: Settings) -> list[Finding]:
                         "search_path",
                         WARN,
                         f"search_path is {search_path!r}: unqualified `review` does not resolve "
-                        "(the pipeline always writes amazon.review; ad-hoc SQL and old scripts fail "
-                        "with 'relation \"review\" does not exist')",
+                        "(the pipeline always writes amazon.review; ad-hoc SQL and old scripts "
+                        "fail with 'relation \"review\" does not exist')",
                         f"{RUNBOOK}#relation-not-found: qualify names (amazon.review) or "
                         "`ALTER ROLE <you> SET search_path = amazon, public`",
                     )
