@@ -103,8 +103,7 @@ def schema_matches_contract(table: str) -> Evaluate:
 
 def files_match_manifest(layer: str, table: str) -> Evaluate:
     def evaluate(lake: Lake, batch: str) -> Outcome:
-        prefix = f"{layer}/{table}:"
-        problems = [p for p in lake.verify(layer, batch) if p.startswith(prefix)]
+        problems = lake.verify(layer, batch, tables=[table])
         return not problems, {"problems": "; ".join(problems) or "none"}
 
     return evaluate

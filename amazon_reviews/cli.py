@@ -355,9 +355,11 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
         print(f"{verb} batch {batch}")
     for batch, why in sorted(report.plan.keep.items()):
         print(f"kept    batch {batch} ({why})")
+    # The exact byte count too: small batches would otherwise print "0.0 MiB freed".
     print(
         f"{verb} {len(report.plan.delete)} batch(es), "
-        f"{report.bytes_freed / 2**20:.1f} MiB {'to free' if args.dry_run else 'freed'}"
+        f"{report.bytes_freed / 2**20:.1f} MiB ({report.bytes_freed} bytes) "
+        f"{'to free' if args.dry_run else 'freed'}"
     )
     return 0
 

@@ -58,7 +58,7 @@ class EmbeddedSettings(_Section):
 
 
 class ExtractSettings(_Section):
-    chunk_rows: int = Field(250_000, ge=1_000, le=10_000_000)
+    chunk_rows: int = Field(100_000, ge=1_000, le=10_000_000)
     compression: str = "zstd"
     compression_level: int = Field(1, ge=1, le=22)
 

@@ -17,7 +17,7 @@ def _home(tmp_path: Path, config: str = "", dotenv: str = "") -> Path:
 
 def test_defaults_without_any_file(tmp_path: Path) -> None:
     s = load_settings({}, home=tmp_path)
-    assert s.extract.chunk_rows == 250_000
+    assert s.extract.chunk_rows == 100_000
     assert s.data_path == (tmp_path / "data").resolve()
     assert s.neon_db_url is None
 

@@ -62,6 +62,32 @@ def sha256_file(path: Path) -> str:
         return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
+class HashingFile:
+    """A binary file that hashes what is written through it (for streamed Parquet writers)."""
+
+    def __init__(self, path: Path) -> None:
+        self._fh = open(path, "wb")  # noqa: SIM115 - closed by close()
+        self._hash = hashlib.sha256()
+        self.closed = False
+
+    def write(self, data: bytes) -> int:
+        self._hash.update(data)
+        return self._fh.write(data)
+
+    def flush(self) -> None:
+        self._fh.flush()
+
+    def close(self) -> None:
+        if not self.closed:
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+            self._fh.close()
+            self.closed = True
+
+    def hexdigest(self) -> str:
+        return self._hash.hexdigest()
+
+
 @dataclass
 class TableWritten:
     name: str
@@ -106,8 +132,9 @@ class BatchWriter:
             frame.write_parquet(path, compression="zstd", compression_level=1, statistics=True)
         return self.record(name, path)
 
-    def record(self, name: str, path: Path) -> TableWritten:
-        """Register a file already written into the staging folder (streamed writers)."""
+    def record(self, name: str, path: Path, *, sha256: str | None = None) -> TableWritten:
+        """Register a file already written into the staging folder (streamed writers pass the
+        digest they computed while writing, which spares reading the file again)."""
         meta = pq.read_metadata(path)
         schema = pq.read_schema(path)
         written = TableWritten(
@@ -115,7 +142,7 @@ class BatchWriter:
             path=path,
             rows=meta.num_rows,
             bytes=path.stat().st_size,
-            sha256=sha256_file(path),
+            sha256=sha256 or sha256_file(path),
             columns={f.name: str(f.type) for f in schema},
         )
         self.tables[name] = written
@@ -275,13 +302,16 @@ class Lake:
             shutil.rmtree(trash, ignore_errors=True)
         return freed
 
-    def verify(self, layer: str, batch: str) -> list[str]:
-        """Problems between the files and the manifest (rows, bytes, checksum), in words."""
+    def verify(self, layer: str, batch: str, tables: list[str] | None = None) -> list[str]:
+        """Problems between the files and the manifest (bytes, checksum), in words; all tables,
+        or only `tables`."""
         m = self.manifest(layer, batch)
         if m is None:
             return [f"{layer} batch {batch}: manifest.json missing"]
         problems = []
         for name, entry in m.get("tables", {}).items():
+            if tables is not None and name not in tables:
+                continue
             p = self.table_path(layer, batch, name)
             if not p.exists():
                 problems.append(f"{layer}/{name}: file {p.name} missing")
