@@ -364,6 +364,34 @@ def cmd_cleanup(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_rbac(args: argparse.Namespace) -> int:
+    from amazon_reviews.io import rbac
+    from amazon_reviews.io.postgres import create_source_schema, session, source_url
+
+    settings = _settings()
+    url = source_url(settings)
+    with session(url, settings) as conn, conn.cursor() as cur:
+        if args.action == "apply":
+            create_source_schema(cur)
+            n = rbac.apply(cur)
+            print(f"applied {n} statements: roles {', '.join(rbac.ROLES)}")
+            return 0
+        rows, drifts = rbac.audit(cur)
+    if args.verbose_audit:
+        _print_table(rows)
+    summary: dict[str, int] = {}
+    for r in rows:
+        summary[r["role"]] = summary.get(r["role"], 0) + 1
+    print(f"checked {len(rows)} privileges for {len(summary)} role(s)")
+    for d in drifts:
+        print(f"DRIFT {d}")
+    if drifts:
+        print("fix: `amazon-reviews rbac apply` (docs/security.md)")
+        return 1
+    print("no drift: grants match the expected matrix")
+    return 0
+
+
 # --- parser ---------------------------------------------------------------------------------
 
 
@@ -429,6 +457,16 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="embedded database, generated data, one full batch")
     demo.add_argument("--reviews", type=int, default=100_000)
     demo.set_defaults(func=cmd_demo)
+
+    rb = sub.add_parser("rbac", help="roles and grants: apply them, or audit against them")
+    rb.add_argument("action", choices=["apply", "audit"])
+    rb.add_argument(
+        "--all",
+        dest="verbose_audit",
+        action="store_true",
+        help="audit: print every privilege, not only drift",
+    )
+    rb.set_defaults(func=cmd_rbac)
 
     doc = sub.add_parser("doctor", help="check configuration, databases, disk and batches")
     doc.set_defaults(func=cmd_doctor)

@@ -158,12 +158,23 @@ def _set_path(tree: dict[str, Any], keys: list[str], value: Any) -> None:
     node[keys[-1]] = value
 
 
+def _env_value(value: str) -> Any:
+    """A variable's value as YAML (so numbers and booleans type themselves), else as text:
+    `* * * * *` is a YAML alias, not a cron expression, to a YAML parser."""
+    if value == "":
+        return None
+    try:
+        return yaml.safe_load(value)
+    except yaml.YAMLError:
+        return value
+
+
 def _merge_env(tree: dict[str, Any], env: Mapping[str, str]) -> None:
     for name, value in env.items():
         if name.startswith(ENV_PREFIX):
             keys = [k.lower() for k in name[len(ENV_PREFIX) :].split("__") if k]
             if keys:
-                _set_path(tree, keys, yaml.safe_load(value) if value != "" else None)
+                _set_path(tree, keys, _env_value(value))
         elif name in SECRET_VARS and value:
             tree[name.lower()] = value
 

@@ -8,7 +8,7 @@ Nothing else (no database, no network) is touched at import.
 import dagster as dg
 
 from amazon_reviews.assets.bronze import bronze_snapshot
-from amazon_reviews.assets.gold import fact_reviews
+from amazon_reviews.assets.gold import fact_reviews, fact_reviews_pg
 from amazon_reviews.assets.silver import silver_tables
 from amazon_reviews.checks import all_checks
 from amazon_reviews.config import Settings, load_settings
@@ -29,7 +29,7 @@ from amazon_reviews.sensors import (
 
 def build_definitions(settings: Settings) -> dg.Definitions:
     return dg.Definitions(
-        assets=[bronze_snapshot, silver_tables, fact_reviews],
+        assets=[bronze_snapshot, silver_tables, fact_reviews, fact_reviews_pg],
         asset_checks=all_checks(),
         jobs=[daily_batch_job, *layer_jobs.values(), retention_job, integrity_job],
         schedules=[

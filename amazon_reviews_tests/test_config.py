@@ -123,3 +123,8 @@ def test_tls_required_for_remote_hosts_only() -> None:
 def test_instance_url_uses_psycopg2_driver(tmp_path: Path) -> None:
     s = load_settings({"DAGSTER_PG_URL": "postgresql://d:pw@127.0.0.1/dagster"}, home=tmp_path)
     assert instance_url(s) == "postgresql+psycopg2://d:pw@127.0.0.1/dagster"
+
+
+def test_environment_values_that_are_not_yaml_are_taken_as_text(tmp_path: Path) -> None:
+    s = load_settings({"AMAZON_REVIEWS__SCHEDULE__CRON": "* * * * *"}, home=tmp_path)
+    assert s.schedule.cron == "* * * * *"

@@ -598,15 +598,22 @@ def test_cleanup_command_deletes_old_batches_everywhere_but_the_latest_gold(
     ]
     assert f"kept    batch {latest_gold} (latest batch with complete gold)" in out
     assert f"kept    batch {recent} (among the 1 newest)" in out
-    assert re.search(r"would remove 1 batch\(es\), [\d.]+ MiB \([1-9]\d* bytes\) to free", out)
+    to_free = re.search(r"would remove 1 batch\(es\), [\d.]+ MiB \((\d+) bytes\) to free", out)
+    old_bytes = sum(
+        p.stat().st_size
+        for layer in LAYERS
+        for p in lake.batch_dir(layer, old).rglob("*")
+        if p.is_file()
+    )
+    assert int(to_free[1]) == old_bytes > 0
     assert {layer: lake.batches(layer) for layer in LAYERS} == before
     assert sorted(instance.get_dynamic_partitions(BATCH_PARTITIONS_NAME)) == partitions
 
     assert cli_main(args) == 0
     out = capsys.readouterr().out
     assert f"removed batch {old}" in out
-    freed = int(re.search(r"removed 1 batch\(es\), [\d.]+ MiB \((\d+) bytes\) freed", out)[1])
-    assert freed > 0
+    freed = re.search(r"removed 1 batch\(es\), [\d.]+ MiB \((\d+) bytes\) freed", out)
+    assert int(freed[1]) == old_bytes
     for layer in LAYERS:
         assert not lake.batch_dir(layer, old).exists()
         assert lake.batches(layer) == [b for b in before[layer] if b != old]

@@ -7,8 +7,9 @@ import dagster as dg
 from amazon_reviews.assets.metadata import markdown_table, table_metadata
 from amazon_reviews.assets.silver import ENRICHED_KEY
 from amazon_reviews.config import Settings
+from amazon_reviews.io.serving import publish_gold
 from amazon_reviews.partitions import batch_partitions
-from amazon_reviews.resources import LakeResource
+from amazon_reviews.resources import LakeResource, SourceDatabase
 from amazon_reviews.transforms.gold import (
     ScoringParams,
     build_fact_reviews,
@@ -63,4 +64,34 @@ def fact_reviews(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Ma
             score_histogram=dg.MetadataValue.md(markdown_table(score_histogram(fact).to_dicts())),
             top_products=dg.MetadataValue.md(markdown_table(top_products(fact).to_dicts())),
         )
+    )
+
+
+FACT_REVIEWS_PG_KEY = dg.AssetKey(["gold", "fact_reviews_pg"])
+
+
+@dg.asset(
+    key=FACT_REVIEWS_PG_KEY,
+    group_name="gold",
+    kinds={"polars", "postgres"},
+    deps=[FACT_REVIEWS_KEY],
+    partitions_def=batch_partitions,
+)
+def fact_reviews_pg(
+    context: dg.AssetExecutionContext, lake: LakeResource, source_db: SourceDatabase
+) -> dg.MaterializeResult:
+    """One row per valid review of the batch, in amazon_gold.fact_reviews, swapped in whole."""
+    batch = context.partition_key
+    store = lake.lake()
+    store.require(
+        "gold", batch, needed_by="serving", command=f"amazon-reviews model --batch-id {batch}"
+    )
+    fact = store.read("gold", batch, "fact_reviews")
+    published = publish_gold(source_db.url(), source_db.settings(), fact, batch)
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": published.rows,
+            "dagster/table_name": "amazon_gold.fact_reviews",
+            "publish_seconds": round(published.seconds, 3),
+        }
     )

@@ -49,6 +49,7 @@ def arrow_schema(table: contract.Table) -> pa.Schema:
 
 def select_sql(table: contract.Table) -> str:
     """The extraction query of one table: contract columns, in contract order."""
+
     def column(c: contract.Column) -> str:
         name = contract.quote_ident(c.name)
         # The driver's binary numeric decoding costs twice the server's text output (measured:
@@ -153,9 +154,7 @@ def extract_snapshot(url: str, settings: Settings, writer: BatchWriter) -> Snaps
 _QUEUE_BATCHES = 4  # wire batches (about 16 MB each) buffered between reader and encoder
 
 
-def _stream_table(
-    cur: Any, table: contract.Table, writer: BatchWriter, settings: Settings
-) -> None:
+def _stream_table(cur: Any, table: contract.Table, writer: BatchWriter, settings: Settings) -> None:
     """Fetch one table and encode it to Parquet at the same time.
 
     The database reader (this thread) and the Parquet encoder (a worker thread) overlap through
@@ -173,7 +172,9 @@ def _stream_table(
     def encode() -> None:
         try:
             with pq.ParquetWriter(
-                sink, schema, compression=settings.extract.compression,
+                sink,
+                schema,
+                compression=settings.extract.compression,
                 compression_level=settings.extract.compression_level,
             ) as pw:
                 pending: list[pa.RecordBatch] = []

@@ -66,7 +66,7 @@ class HashingFile:
     """A binary file that hashes what is written through it (for streamed Parquet writers)."""
 
     def __init__(self, path: Path) -> None:
-        self._fh = open(path, "wb")  # noqa: SIM115 - closed by close()
+        self._fh = open(path, "wb")
         self._hash = hashlib.sha256()
         self.closed = False
 

@@ -1,0 +1,99 @@
+"""Serving gold to analysts in PostgreSQL: `amazon_gold.fact_reviews`, swapped in atomically.
+
+A batch is COPYed into a load table, indexed, then renamed over the live table in the same
+transaction that records it in `amazon_gold.batches`. Readers see the old table or the new one,
+never a partial or mixed one: a query that arrives during the swap waits for the commit.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+import uuid
+from dataclasses import dataclass
+
+import polars as pl
+
+from amazon_reviews.config import Settings
+from amazon_reviews.contract import GOLD_SCHEMA, quote_ident
+from amazon_reviews.io import rbac
+from amazon_reviews.io.postgres import frame_to_csv, session
+
+FACT_TABLE = "fact_reviews"
+
+
+def _pg_type(dtype: pl.DataType) -> str:
+    if dtype == pl.String:
+        return "text"
+    if dtype == pl.Boolean:
+        return "boolean"
+    if dtype in (pl.Int8, pl.Int16):
+        return "smallint"
+    if dtype in (pl.Int32, pl.UInt8, pl.UInt16):
+        return "integer"
+    if dtype in (pl.Int64, pl.UInt32):
+        return "bigint"
+    if dtype in (pl.Float32, pl.Float64):
+        return "double precision"
+    if dtype == pl.Date:
+        return "date"
+    if isinstance(dtype, pl.Datetime):
+        return "timestamptz" if dtype.time_zone else "timestamp"
+    raise TypeError(f"no PostgreSQL type for gold column type {dtype}")
+
+
+def gold_ddl(schema: pl.Schema, table: str) -> str:
+    cols = ",\n    ".join(f"{quote_ident(n)} {_pg_type(t)}" for n, t in schema.items())
+    return f"CREATE TABLE {quote_ident(GOLD_SCHEMA)}.{quote_ident(table)} (\n    {cols}\n)"
+
+
+@dataclass
+class Published:
+    batch_id: str
+    rows: int
+    seconds: float
+
+
+def publish_gold(url: str, settings: Settings, fact: pl.DataFrame, batch_id: str) -> Published:
+    """Replace `amazon_gold.fact_reviews` with `fact` and record the batch, atomically."""
+    started = time.perf_counter()
+    schema = quote_ident(GOLD_SCHEMA)
+    live = f"{schema}.{quote_ident(FACT_TABLE)}"
+    load_name = f"{FACT_TABLE}__load"
+    load = f"{schema}.{quote_ident(load_name)}"
+    old = f"{schema}.{quote_ident(FACT_TABLE + '__old')}"
+    with session(url, settings) as conn, conn.cursor() as cur:
+        cur.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+        cur.execute(
+            f"CREATE TABLE IF NOT EXISTS {schema}.batches (batch_id text PRIMARY KEY, "
+            "published_at timestamptz NOT NULL, rows bigint NOT NULL)"
+        )
+        cur.execute(f"DROP TABLE IF EXISTS {load}")
+        cur.execute(gold_ddl(fact.schema, load_name))
+        cols = ", ".join(quote_ident(c) for c in fact.columns)
+        for part in fact.iter_slices(200_000):
+            cur.copy_expert(
+                f"COPY {load} ({cols}) FROM STDIN WITH (FORMAT csv)", io.BytesIO(frame_to_csv(part))
+            )
+        cur.execute(
+            f"ALTER TABLE {load} ADD CONSTRAINT "
+            f"{quote_ident(f'{FACT_TABLE}_pkey_{uuid.uuid4().hex[:8]}')} "
+            "PRIMARY KEY (review_id)"
+        )
+        # The swap: both renames and the batch record commit together.
+        cur.execute(f"DROP TABLE IF EXISTS {old}")
+        cur.execute(f"ALTER TABLE IF EXISTS {live} RENAME TO {quote_ident(FACT_TABLE + '__old')}")
+        cur.execute(f"ALTER TABLE {load} RENAME TO {quote_ident(FACT_TABLE)}")
+        cur.execute(f"DROP TABLE IF EXISTS {old}")
+        # The new table carries the grants `rbac apply` gives gold tables, whoever publishes.
+        for role, schemas in rbac.EXPECTED.items():
+            privileges = schemas[GOLD_SCHEMA][1]
+            cur.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,))
+            if privileges and cur.fetchone():
+                cur.execute(f"GRANT {', '.join(privileges)} ON {live} TO {quote_ident(role)}")
+        cur.execute(
+            f"INSERT INTO {schema}.batches VALUES (%s, now(), %s) ON CONFLICT (batch_id) "
+            "DO UPDATE SET published_at = EXCLUDED.published_at, rows = EXCLUDED.rows",
+            (batch_id, fact.height),
+        )
+    return Published(batch_id, fact.height, time.perf_counter() - started)
