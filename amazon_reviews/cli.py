@@ -258,7 +258,7 @@ def cmd_batches(args: argparse.Namespace) -> int:
     for batch in sorted(set(known_batches(instance)) | set(lake.batches("bronze"))):
         row: dict = {"batch": batch}
         for s in batch_states(lake, batch):
-            row[s.layer] = f"complete ({s.rows} rows)" if s.complete else "-"
+            row[s.layer] = f"complete ({s.rows} reviews)" if s.complete else "-"
         m = lake.manifest("bronze", batch)
         if m:
             age = now - datetime.fromisoformat(m["created_at"])
@@ -282,6 +282,10 @@ def cmd_env(args: argparse.Namespace) -> int:
     from amazon_reviews.runner import instance_env
 
     for key, value in instance_env(_settings()).items():
+        if mask_url(value) != value:
+            # Never print a password: a URL that holds one came from .env or the environment.
+            print(f"# {key} holds a password and is not printed: export it from your .env")
+            continue
         print(f"export {key}={shlex.quote(value)}")
     return 0
 

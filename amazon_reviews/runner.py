@@ -20,6 +20,7 @@ from amazon_reviews.io.lake import LAYERS, Lake
 from amazon_reviews.io.postgres import instance_url, source_url
 
 LAYER_COMMANDS = {"bronze": "extract", "silver": "transform", "gold": "model"}
+MAIN_TABLE = {"bronze": "review", "silver": "review", "gold": "fact_reviews"}
 
 
 def dagster_home(settings: Settings) -> Path:
@@ -138,10 +139,22 @@ def run_layers(
     for e in result.all_events:
         if e.event_type_value == "STEP_FAILURE":
             err = e.event_specific_data.error
-            while err is not None and err.cause is not None and "DagsterExecution" in err.cls_name:
+            while (
+                err is not None
+                and err.cause is not None
+                and (
+                    "DagsterExecution" in err.cls_name or err.cls_name == "RetryRequestedFromPolicy"
+                )
+            ):
                 err = err.cause
             if err is not None:
-                error = f"{err.cls_name}: {err.message.strip()}"
+                # Dagster's message already starts with the qualified class name.
+                message = err.message.strip()
+                error = (
+                    message
+                    if err.cls_name in message.split(":", 1)[0]
+                    else (f"{err.cls_name}: {message}")
+                )
             break
     return RunOutcome(
         run_id=result.run_id,
@@ -169,7 +182,8 @@ def batch_states(lake: Lake, batch_id: str) -> list[LayerState]:
     for layer in LAYERS:
         m = lake.manifest(layer, batch_id)
         if m and m.get("status") == "complete":
-            rows = sum(v for k, v in m.get("rows", {}).items() if not k.startswith("rejected/"))
+            # The review grain is what people compare across layers (rejects are separate).
+            rows = m.get("rows", {}).get(MAIN_TABLE[layer])
             states.append(LayerState(layer, True, rows, m.get("created_at")))
         else:
             states.append(LayerState(layer, False, None, None))

@@ -40,17 +40,25 @@ def build_gold_missing_sensor(cfg: ScheduleSettings) -> dg.SensorDefinition:
     )
     def gold_missing_sensor(
         context: dg.SensorEvaluationContext, alerts: AlertsResource
-    ) -> dg.SensorResult | dg.SkipReason:
+    ) -> dg.SensorResult:
         now = datetime.now(UTC)
+        # Cursor: when the sensor started watching, and the last batch it alerted for. Ticks
+        # from before it watched are not its business (a new instance has never run them).
+        state = json.loads(context.cursor) if context.cursor else {"watch_from": now.isoformat()}
+        cursor = json.dumps(state)
         found = expected_batch(cfg, now)
         if found is None:
-            return dg.SkipReason("no scheduled tick yet")
+            return dg.SensorResult(skip_reason="no scheduled tick yet", cursor=cursor)
         batch, tick = found
+        if tick < datetime.fromisoformat(state["watch_from"]):
+            return dg.SensorResult(
+                skip_reason=f"tick {tick.isoformat()} precedes watching", cursor=cursor
+            )
         lake = Lake(load_settings().data_path)
         if lake.is_complete("gold", batch):
-            return dg.SkipReason(f"gold present for {batch}")
-        if context.cursor == batch:
-            return dg.SkipReason(f"already alerted for {batch}")
+            return dg.SensorResult(skip_reason=f"gold present for {batch}", cursor=cursor)
+        if state.get("alerted") == batch:
+            return dg.SensorResult(skip_reason=f"already alerted for {batch}", cursor=cursor)
         if not context.instance.has_dynamic_partition(BATCH_PARTITIONS_NAME, batch):
             # Makes the missing batch visible (as missing) in the UI's partition views.
             context.instance.add_dynamic_partitions(BATCH_PARTITIONS_NAME, [batch])
@@ -84,7 +92,9 @@ def build_gold_missing_sensor(cfg: ScheduleSettings) -> dg.SensorDefinition:
             description=f"gold missing for batch {batch} past its deadline",
             partition=batch,
         )
-        return dg.SensorResult(asset_events=[evaluation], cursor=batch)
+        return dg.SensorResult(
+            asset_events=[evaluation], cursor=json.dumps({**state, "alerted": batch})
+        )
 
     return gold_missing_sensor
 

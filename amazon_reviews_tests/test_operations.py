@@ -228,9 +228,16 @@ def test_gold_missing_sensor_alerts_once_per_batch_and_fails_gold_present(
     assert expected is not None
     batch, tick = expected
 
-    result = sensor(_sensor_context(instance))
+    # A sensor that starts watching now leaves ticks from before alone: no false alarm on a
+    # new instance for a batch it never scheduled.
+    fresh = sensor(_sensor_context(instance))
+    assert fresh.skip_reason.skip_message.startswith(f"tick {tick.isoformat()} precedes")
+    assert _alerts(settings) == []
+
+    watching = json.dumps({"watch_from": (tick - timedelta(days=1)).isoformat()})
+    result = sensor(_sensor_context(instance, cursor=watching))
     assert isinstance(result, dg.SensorResult)
-    assert result.cursor == batch
+    assert json.loads(result.cursor)["alerted"] == batch
     assert instance.has_dynamic_partition(BATCH_PARTITIONS_NAME, batch)
 
     (alert,) = _alerts(settings)
@@ -256,17 +263,15 @@ def test_gold_missing_sensor_alerts_once_per_batch_and_fails_gold_present(
 
     # The cursor remembers the batch: the next evaluations stay silent.
     again = sensor(_sensor_context(instance, cursor=result.cursor))
-    assert isinstance(again, dg.SkipReason)
-    assert again.skip_message == f"already alerted for {batch}"
+    assert again.skip_reason.skip_message == f"already alerted for {batch}"
     assert len(_alerts(settings)) == 1
     assert len(hook.received) == 1
 
     # Once gold is complete for the batch, the sensor skips even without a cursor.
     _load(settings)
     _materialise(settings, instance, batch)
-    done = sensor(_sensor_context(instance))
-    assert isinstance(done, dg.SkipReason)
-    assert done.skip_message == f"gold present for {batch}"
+    done = sensor(_sensor_context(instance, cursor=watching))
+    assert done.skip_reason.skip_message == f"gold present for {batch}"
     assert len(_alerts(settings)) == 1
     assert len(hook.received) == 1
 
@@ -366,7 +371,8 @@ def test_failing_webhook_never_breaks_the_sensor_and_is_recorded(
     sensor = build_gold_missing_sensor(PAST_DEADLINE)
     broken = webhook_server(500)
     monkeypatch.setenv("ALERT_WEBHOOK_URL", broken.url)
-    result = sensor(_sensor_context(instance))
+    watching = json.dumps({"watch_from": "2000-01-01T00:00:00+00:00"})
+    result = sensor(_sensor_context(instance, cursor=watching))
     assert isinstance(result, dg.SensorResult)
     (alert,) = _alerts(settings)
     assert alert["webhook"] == "failed: HTTP 500"
@@ -374,7 +380,7 @@ def test_failing_webhook_never_breaks_the_sensor_and_is_recorded(
 
     # Nothing listens on port 1: connection refused on every attempt, still no exception.
     monkeypatch.setenv("ALERT_WEBHOOK_URL", "http://127.0.0.1:1/services/T0/B0/s3cr3t")
-    result = sensor(_sensor_context(instance))
+    result = sensor(_sensor_context(instance, cursor=watching))
     assert isinstance(result, dg.SensorResult)
     closed = _alerts(settings)[1]
     assert closed["kind"] == "gold_missing"

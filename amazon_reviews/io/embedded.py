@@ -273,6 +273,8 @@ class EmbeddedServer:
 
 def _port_free(port: int) -> bool:
     with socket.socket() as s:
+        # As PostgreSQL binds: a port in TIME_WAIT after a restart is still ours to take.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:

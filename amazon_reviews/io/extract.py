@@ -8,6 +8,7 @@ taken in the same snapshot, so bronze can be reconciled with the source exactly.
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 import time
@@ -145,9 +146,10 @@ def extract_snapshot(url: str, settings: Settings, writer: BatchWriter) -> Snaps
             f"extraction from {mask_url(url)} failed: {mask_text(str(exc))}"
         ) from None
     finally:
-        try:
+        # Best effort: after a lost connection these fail too, and must not hide the real error.
+        with contextlib.suppress(adbc.Error):
             conn.rollback()
-        finally:
+        with contextlib.suppress(adbc.Error):
             conn.close()
 
 
@@ -170,6 +172,7 @@ def _stream_table(cur: Any, table: contract.Table, writer: BatchWriter, settings
     failure: list[BaseException] = []
 
     def encode() -> None:
+        finished = False
         try:
             with pq.ParquetWriter(
                 sink,
@@ -186,11 +189,14 @@ def _stream_table(cur: Any, table: contract.Table, writer: BatchWriter, settings
                     if pending_rows >= settings.extract.chunk_rows:
                         pw.write_table(pa.Table.from_batches(pending, schema=schema))
                         pending, pending_rows = [], 0
+                finished = True
                 if pending:
                     pw.write_table(pa.Table.from_batches(pending, schema=schema))
         except BaseException as exc:
             failure.append(exc)
-            while batches.get() is not None:  # keep draining so the reader never blocks
+            # Keep draining until the end marker, so the reader never blocks on a full queue
+            # (unless the end marker was already taken: then the footer write failed).
+            while not finished and batches.get() is not None:
                 pass
 
     worker = threading.Thread(target=encode, name=f"parquet-{table.name}", daemon=True)
