@@ -173,7 +173,12 @@ def _batch_checks(settings: Settings) -> list[Finding]:
                 "`amazon-reviews run` creates and runs one",
             )
         ]
-    latest = batches[-1]
+    def written_at(batch: str) -> str:
+        stamps = [(lake.manifest(layer, batch) or {}).get("created_at", "") for layer in LAYERS]
+        return max(stamps)
+
+    # Newest by when it was written, not by name: free-form ids do not sort by time.
+    latest = max(batches, key=lambda b: (written_at(b), b))
     states = {layer: lake.is_complete(layer, latest) for layer in LAYERS}
     text = ", ".join(f"{layer} {'complete' if ok else 'missing'}" for layer, ok in states.items())
     if all(states.values()):
