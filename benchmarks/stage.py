@@ -275,17 +275,16 @@ def copy_binary(ctx: Context, clock: Clock) -> dict[str, Any]:
 
 
 def bronze(ctx: Context, clock: Clock) -> dict[str, Any]:
-    """`extract_snapshot` into a fresh lake, exactly as `assets/bronze.py` calls it; the batch
+    """`layers.extract_bronze` into a fresh lake, as `assets/bronze.py` calls it; the batch
     then replaces the bench lake's bronze (outside the timing) for `silver` to read."""
     # extract_snapshot imports the ADBC DB-API on its first call, which pulls in pyarrow.dataset
     # (and pandas, when installed: about 0.3 s); imports are not part of the timed work.
     import adbc_driver_postgresql.dbapi  # noqa: F401
 
     from amazon_reviews import contract
-    from amazon_reviews.batches import batch_time_from_id
-    from amazon_reviews.io.extract import extract_snapshot
     from amazon_reviews.io.lake import Lake
     from amazon_reviews.io.postgres import source_url
+    from amazon_reviews.layers import extract_bronze
 
     expect = _expect(ctx)
     settings = _settings(ctx)
@@ -293,11 +292,8 @@ def bronze(ctx: Context, clock: Clock) -> dict[str, Any]:
     tmp = ctx.temp_dir("bronze-")
     store = Lake(tmp)
     with clock:
-        # Mirrors assets/bronze.py `bronze_snapshot` (MaterializeResult metadata aside).
-        with store.write_batch("bronze", BATCH) as writer:
-            info = extract_snapshot(url, settings, writer)
-            writer.extra.update(info.manifest())
-            writer.extra["batch_time"] = (batch_time_from_id(BATCH) or info.snapshot_at).isoformat()
+        # The function the bronze asset calls (its MaterializeResult metadata aside).
+        writer, info = extract_bronze(store, settings, url, BATCH)
     check(set(writer.tables) == set(contract.TABLES), f"bronze wrote {sorted(writer.tables)}")
     for name, written in writer.tables.items():
         check(
@@ -326,37 +322,19 @@ def _drop(ctx: Context, layer: str) -> None:
 
 def silver(ctx: Context, clock: Clock) -> dict[str, Any]:
     """The bench lake's bronze to silver, as `assets/silver.py` does it."""
-    from datetime import datetime
-
     from amazon_reviews import contract
     from amazon_reviews.io.lake import Lake
-    from amazon_reviews.transforms.silver import SilverSettings, build_silver
+    from amazon_reviews.layers import transform_silver
 
     expect = _expect(ctx)
     settings = _settings(ctx)
     store = Lake(ctx.lake_root)
-    batch = BATCH
     _drop(ctx, "silver")
     with clock:
-        # Mirrors assets/silver.py `silver_tables` (MaterializeResult metadata aside).
-        bronze = store.require(
-            "bronze",
-            batch,
-            needed_by="silver",
-            command=f"amazon-reviews extract --batch-id {batch}",
-        )
-        cfg = SilverSettings(
-            batch_time=datetime.fromisoformat(bronze["batch_time"]),
-            min_date=settings.transform.min_date,
-            max_text_chars=settings.transform.max_text_chars,
-        )
-        result = build_silver({t: store.read("bronze", batch, t) for t in contract.TABLES}, cfg)
-        with store.write_batch("silver", batch) as writer:
-            for name, frame in result.outputs().items():
-                writer.write_frame(name, frame)
-            writer.extra["rejects"] = result.reject_counts()
-            writer.extra["batch_time"] = cfg.batch_time.isoformat()
+        # The function the silver asset calls (its MaterializeResult metadata aside).
+        done, result = transform_silver(store, settings, BATCH)
         rejects = result.reject_counts()
+    writer, bronze = done.writer, done.upstream
     bronze_rows = {t: bronze["tables"][t]["rows"] for t in contract.TABLES}
     check(bronze_rows == expect, f"the bench bronze holds {bronze_rows}, the source {expect}")
     for t in contract.TABLES:
@@ -376,37 +354,22 @@ def silver(ctx: Context, clock: Clock) -> dict[str, Any]:
 def gold(ctx: Context, clock: Clock) -> dict[str, Any]:
     """The bench lake's silver to gold, as `assets/gold.py` `fact_reviews` does it (serving to
     PostgreSQL, `fact_reviews_pg`, is left to the `run` stage)."""
-    from datetime import datetime
-
-    from amazon_reviews.assets.gold import scoring_params
     from amazon_reviews.assets.metadata import markdown_table
     from amazon_reviews.io.lake import Lake
-    from amazon_reviews.transforms.gold import build_fact_reviews, score_histogram, top_products
+    from amazon_reviews.layers import model_gold
+    from amazon_reviews.transforms.gold import score_histogram, top_products
 
     settings = _settings(ctx)
     store = Lake(ctx.lake_root)
-    batch = BATCH
     _drop(ctx, "gold")
     with clock:
-        # Mirrors assets/gold.py `fact_reviews`, including the metadata it computes.
-        silver = store.require(
-            "silver",
-            batch,
-            needed_by="gold",
-            command=f"amazon-reviews transform --batch-id {batch}",
-        )
-        fact = build_fact_reviews(
-            store.read("silver", batch, "review_enriched"),
-            batch_id=batch,
-            batch_time=datetime.fromisoformat(silver["batch_time"]),
-            params=scoring_params(settings),
-        )
-        with store.write_batch("gold", batch) as writer:
-            written = writer.write_frame("fact_reviews", fact)
-            writer.extra["batch_time"] = silver["batch_time"]
+        # The function the gold asset calls, plus the metadata the asset computes.
+        done, fact = model_gold(store, settings, BATCH)
+        written = done.writer.tables["fact_reviews"]
         score_mean = float(fact["relevance_score"].mean() or 0.0)
         markdown_table(score_histogram(fact).to_dicts())
         markdown_table(top_products(fact).to_dicts())
+    silver = done.upstream
     enriched = silver["tables"]["review_enriched"]["rows"]
     check(
         written.rows == enriched,

@@ -6,9 +6,8 @@ import dagster as dg
 
 from amazon_reviews import contract
 from amazon_reviews.assets.metadata import table_metadata
-from amazon_reviews.batches import batch_time_from_id
-from amazon_reviews.io.extract import extract_snapshot
 from amazon_reviews.io.postgres import SourceSchemaMissing, SourceUnavailable
+from amazon_reviews.layers import extract_bronze
 from amazon_reviews.partitions import batch_partitions
 from amazon_reviews.resources import LakeResource, SourceDatabase
 
@@ -43,22 +42,18 @@ def bronze_snapshot(
     """Every source table from one REPEATABLE READ, READ ONLY snapshot, to zstd Parquet."""
     batch = context.partition_key
     store = lake.lake()
-    with store.write_batch("bronze", batch) as writer:
-        try:
-            info = extract_snapshot(source_db.url(), source_db.settings(), writer)
-        except SourceUnavailable:
-            raise  # transient (Neon waking up, a dropped connection): the retry policy re-runs
-        except SourceSchemaMissing as exc:
-            # Retrying cannot create a table: fail at once, with the fix in the message.
-            raise dg.Failure(description=str(exc), allow_retries=False) from None
-        except OSError as exc:
-            # A full disk or a read-only folder does not heal in seconds: fail at once.
-            raise dg.Failure(
-                description=f"writing the bronze snapshot failed: {exc}", allow_retries=False
-            ) from None
-        writer.extra.update(info.manifest())
-        # Generated ids carry their time, so re-extracting a batch keeps its scores stable.
-        writer.extra["batch_time"] = (batch_time_from_id(batch) or info.snapshot_at).isoformat()
+    try:
+        writer, info = extract_bronze(store, source_db.settings(), source_db.url(), batch)
+    except SourceUnavailable:
+        raise  # transient (Neon waking up, a dropped connection): the retry policy re-runs
+    except SourceSchemaMissing as exc:
+        # Retrying cannot create a table: fail at once, with the fix in the message.
+        raise dg.Failure(description=str(exc), allow_retries=False) from None
+    except OSError as exc:
+        # A full disk or a read-only folder does not heal in seconds: fail at once.
+        raise dg.Failure(
+            description=f"writing the bronze snapshot failed: {exc}", allow_retries=False
+        ) from None
     for name, key in BRONZE_KEYS.items():
         written = writer.tables[name]
         yield dg.MaterializeResult(

@@ -1,36 +1,16 @@
 """Gold: `fact_reviews`, the business-ready fact table with its relevance score."""
 
-from datetime import datetime
-
 import dagster as dg
 
 from amazon_reviews.assets.metadata import markdown_table, table_metadata
 from amazon_reviews.assets.silver import ENRICHED_KEY
-from amazon_reviews.config import Settings
 from amazon_reviews.io.serving import publish_gold
+from amazon_reviews.layers import model_gold
 from amazon_reviews.partitions import batch_partitions
 from amazon_reviews.resources import LakeResource, SourceDatabase
-from amazon_reviews.transforms.gold import (
-    ScoringParams,
-    build_fact_reviews,
-    score_histogram,
-    top_products,
-)
+from amazon_reviews.transforms.gold import score_histogram, top_products
 
 FACT_REVIEWS_KEY = dg.AssetKey(["gold", "fact_reviews"])
-
-
-def scoring_params(settings: Settings) -> ScoringParams:
-    m = settings.model
-    return ScoringParams(
-        weight_helpfulness=m.weights.helpfulness,
-        weight_verified=m.weights.verified,
-        weight_recency=m.weights.recency,
-        weight_text_quality=m.weights.text_quality,
-        helpful_votes_saturation=m.helpful_votes_saturation,
-        recency_half_life_days=m.recency_half_life_days,
-        text_length_target=m.text_length_target,
-    )
 
 
 @dg.asset(
@@ -44,18 +24,8 @@ def fact_reviews(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Ma
     """One row per valid review, from silver/review_enriched, with relevance_score in [0, 1]."""
     batch = context.partition_key
     store = lake.lake()
-    silver = store.require(
-        "silver", batch, needed_by="gold", command=f"amazon-reviews transform --batch-id {batch}"
-    )
-    fact = build_fact_reviews(
-        store.read("silver", batch, "review_enriched"),
-        batch_id=batch,
-        batch_time=datetime.fromisoformat(silver["batch_time"]),
-        params=scoring_params(lake.settings()),
-    )
-    with store.write_batch("gold", batch) as writer:
-        written = writer.write_frame("fact_reviews", fact)
-        writer.extra["batch_time"] = silver["batch_time"]
+    done, fact = model_gold(store, lake.settings(), batch)
+    written = done.writer.tables["fact_reviews"]
     return dg.MaterializeResult(
         metadata=table_metadata(
             written,

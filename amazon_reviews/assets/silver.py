@@ -1,16 +1,15 @@
 """Silver: cleaned, typed tables with quarantined rejects, and the enriched review table."""
 
 from collections.abc import Iterator
-from datetime import datetime
 
 import dagster as dg
 
 from amazon_reviews import contract
 from amazon_reviews.assets.bronze import BRONZE_KEYS
 from amazon_reviews.assets.metadata import markdown_table, table_metadata
+from amazon_reviews.layers import transform_silver
 from amazon_reviews.partitions import batch_partitions
 from amazon_reviews.resources import LakeResource
-from amazon_reviews.transforms.silver import SilverSettings, build_silver
 
 SILVER_KEYS = {name: dg.AssetKey(["silver", name]) for name in contract.TABLES}
 ENRICHED_KEY = dg.AssetKey(["silver", "review_enriched"])
@@ -61,21 +60,8 @@ def silver_tables(
     """Clean every bronze table with named rules, quarantine rejects, enrich the reviews."""
     batch = context.partition_key
     store = lake.lake()
-    settings = lake.settings()
-    bronze = store.require(
-        "bronze", batch, needed_by="silver", command=f"amazon-reviews extract --batch-id {batch}"
-    )
-    cfg = SilverSettings(
-        batch_time=datetime.fromisoformat(bronze["batch_time"]),
-        min_date=settings.transform.min_date,
-        max_text_chars=settings.transform.max_text_chars,
-    )
-    result = build_silver({t: store.read("bronze", batch, t) for t in contract.TABLES}, cfg)
-    with store.write_batch("silver", batch) as writer:
-        for name, frame in result.outputs().items():
-            writer.write_frame(name, frame)
-        writer.extra["rejects"] = result.reject_counts()
-        writer.extra["batch_time"] = cfg.batch_time.isoformat()
+    done, result = transform_silver(store, lake.settings(), batch)
+    writer, bronze = done.writer, done.upstream
     rejects = result.reject_counts()
     for name, key in [*SILVER_KEYS.items(), ("review_enriched", ENRICHED_KEY)]:
         written = writer.tables[name]
