@@ -257,12 +257,17 @@ class EmbeddedServer:
             if self.status() is None:
                 self._recover_stale_pid()
                 return False
-            subprocess.run(
+            info = self.status()
+            result = subprocess.run(
                 [_bin("pg_ctl"), "-D", str(self.pgdata), "-m", mode, "-w", "stop"],
                 capture_output=True,
-                check=True,
+                text=True,
                 **_run_as(),
             )
+            if result.returncode != 0 and info is not None and self._alive(info.pid):
+                # pg_ctl needs the data folder; if it vanished, stop the postmaster directly.
+                os.kill(info.pid, {"smart": 15, "fast": 2, "immediate": 3}[mode])
+                self.wait_stopped()
             return True
 
     def wait_stopped(self, timeout_s: float = 30) -> None:
