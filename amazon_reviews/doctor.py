@@ -173,6 +173,7 @@ def _batch_checks(settings: Settings) -> list[Finding]:
                 "`amazon-reviews run` creates and runs one",
             )
         ]
+
     def written_at(batch: str) -> str:
         stamps = [(lake.manifest(layer, batch) or {}).get("created_at", "") for layer in LAYERS]
         return max(stamps)
