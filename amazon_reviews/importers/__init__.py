@@ -212,8 +212,13 @@ def _decimal_text_cached(value: int | float | str, precision: int, scale: int) -
             raise LineError(f"not a number: {value!r}") from None
         if not dec.is_finite():
             raise LineError(f"not a finite number: {value!r}")
+    limit = Decimal(10) ** (precision - scale)
+    # Checked before rounding too: quantizing a huge value (1e30) overflows the decimal
+    # context and raises InvalidOperation instead of a LineError.
+    if abs(dec) >= limit:
+        raise LineError(f"{value!r} out of range for numeric({precision},{scale})")
     dec = dec.quantize(Decimal(1).scaleb(-scale), rounding=ROUND_HALF_UP)
-    if abs(dec) >= Decimal(10) ** (precision - scale):
+    if abs(dec) >= limit:
         raise LineError(f"{value!r} out of range for numeric({precision},{scale})")
     return str(dec)
 

@@ -162,20 +162,22 @@ def _json_type(value: object) -> str:
 
 
 def _check_strings(value: object) -> None:
-    if isinstance(value, str):
-        if "\x00" in value:
-            raise LineError("string contains NUL (not storable in PostgreSQL)")
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            raise LineError("string contains an unpaired UTF-16 surrogate") from None
-    elif isinstance(value, list):
-        for item in value:
-            _check_strings(item)
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            _check_strings(key)
-            _check_strings(item)
+    # Iterative: the decoder accepts nesting deeper than Python's recursion limit allows here.
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                raise LineError("string contains NUL (not storable in PostgreSQL)")
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                raise LineError("string contains an unpaired UTF-16 surrogate") from None
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
 
 
 def _parse_object(raw: bytes) -> dict[str, Any]:

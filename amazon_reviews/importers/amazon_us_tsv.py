@@ -59,9 +59,11 @@ COLUMNS: tuple[str, ...] = (
 _INT32_MIN, _INT32_MAX = -(2**31), 2**31 - 1
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 _US_PER_DAY = 86_400_000_000
-_NUMBER = re.compile(r"[+-]?\d+(?:\.\d+)?")
-_INTEGER = re.compile(r"[+-]?\d+")
-_DATE = re.compile(r"(\d{4})-(\d{2})-(\d{2})")
+# ASCII digits only (`\d` alone also matches other scripts' digits, which int() accepts).
+_NUMBER = re.compile(r"[+-]?\d+(?:\.\d+)?", re.ASCII)
+# At most 18 digits: int() refuses very long digit strings with a ValueError of its own.
+_INTEGER = re.compile(r"[+-]?\d{1,18}", re.ASCII)
+_DATE = re.compile(r"(\d{4})-(\d{2})-(\d{2})", re.ASCII)
 _FLAGS = {"Y": True, "y": True, "N": False, "n": False, "": None}
 
 
@@ -179,6 +181,8 @@ def _row(raw: bytes, index: tuple[int, ...]) -> tuple[tuple[Any, ...], tuple[str
         raise LineError(f"star_rating: {exc}") from None
 
     if not _INTEGER.fullmatch(helpful_votes):
+        if _NUMBER.fullmatch(helpful_votes) and "." not in helpful_votes:
+            raise LineError(f"helpful_votes: {helpful_votes[:40]} out of range")
         raise LineError(f"helpful_votes: not an integer: {helpful_votes[:40]!r}")
     helpful = int(helpful_votes)
     if not _INT32_MIN <= helpful <= _INT32_MAX:

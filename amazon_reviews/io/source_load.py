@@ -54,8 +54,14 @@ def init_db(
     `<data>/rejects/init-db-<time>.csv` with file, line, column and reason; valid rows of all
     tables land in one transaction (none at all under `strict` when any row is rejected).
 
+    Every file is read and validated before the one transaction opens, so an error leaves
+    the tables exactly as they were.
+
     Raises:
-        CsvHeaderError: a header does not match the contract (nothing loaded).
+        CsvHeaderError: a file is empty or its header does not match the contract (nothing
+            loaded).
+        CsvFormatError: a file cannot be split into records (an unbalanced or stray quote, a
+            corrupt gzip stream); the message names file, line and column (nothing loaded).
         StrictRejectError: `strict` and some rows were rejected (nothing loaded).
     """
     started = time.perf_counter()
