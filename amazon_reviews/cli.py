@@ -508,7 +508,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _is_user_error(exc: Exception) -> bool:
     from amazon_reviews.batches import InvalidBatchId, UnknownBatch
-    from amazon_reviews.io.csv_import import CsvHeaderError
+    from amazon_reviews.io.csv_import import CsvFormatError, CsvHeaderError
     from amazon_reviews.io.embedded import EmbeddedError
     from amazon_reviews.io.lake import LakeIntegrityError, LayerIncomplete
     from amazon_reviews.io.postgres import SourceSchemaMissing, SourceUnavailable
@@ -520,6 +520,7 @@ def _is_user_error(exc: Exception) -> bool:
         InvalidBatchId,
         UnknownBatch,
         CsvHeaderError,
+        CsvFormatError,
         EmbeddedError,
         LayerIncomplete,
         LakeIntegrityError,
@@ -531,7 +532,7 @@ def _is_user_error(exc: Exception) -> bool:
     from amazon_reviews.importers import ImportFormatError
 
     known += (ImportFormatError,)
-    return isinstance(exc, known) or (isinstance(exc, ValueError) and "CSV" in str(exc))
+    return isinstance(exc, known)
 
 
 if __name__ == "__main__":
