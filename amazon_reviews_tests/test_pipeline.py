@@ -23,6 +23,8 @@ from amazon_reviews.io.source_load import load_chunks
 from amazon_reviews.runner import add_batch, run_layers
 from amazon_reviews.transforms.silver import RULES
 
+REALDATA = Path(__file__).resolve().parents[2] / "shared" / "realdata"
+
 REVIEWS = 3000
 ALL = LAYERS
 
@@ -241,3 +243,62 @@ def test_two_runs_of_one_batch_never_interleave(settings: Settings, env: dict, i
     assert lake.verify("bronze", batch) == []
     assert lake.is_complete("bronze", batch)
     assert not list((settings.data_path / "bronze" / ".staging").glob("*"))
+
+
+@pytest.mark.skipif(
+    not (REALDATA / "amazon2023_reviews_sample.jsonl").exists(),
+    reason="../shared/realdata is not beside the repository",
+)
+def test_real_samples_reach_gold_with_every_valid_review(
+    settings: Settings, source_url: str, instance
+) -> None:
+    from amazon_reviews.importers import ImportReport, amazon2023, amazon_us_tsv
+
+    report = ImportReport()
+    load_chunks(
+        settings,
+        amazon2023.read(
+            REALDATA / "amazon2023_reviews_sample.jsonl",
+            REALDATA / "amazon2023_meta_sample.jsonl",
+            report=report,
+        ),
+    )
+    load_chunks(
+        settings, amazon_us_tsv.read(REALDATA / "amazon_reviews_us_sample.tsv", report=report)
+    )
+    source = _source_counts(source_url)
+    assert source["review"] > 0 and source["review_images"] > 0
+    batch = "20260106T030000Z"
+    add_batch(instance, batch)
+    outcome = run_layers(settings, batch, ALL, instance=instance)
+    assert outcome.success, outcome.error or outcome.failed_checks
+    lake = Lake(settings.data_path)
+    rejected = lake.read("silver", batch, "rejected/review")
+    fact = lake.read("gold", batch, "fact_reviews")
+    # Every review is in gold unless a named rule rejected it; each reject is explained.
+    assert fact.height + rejected.height == source["review"]
+    assert rejected["reject_reason"].null_count() == 0
+    assert set(rejected["reject_reason"]) <= set(RULES["review"])
+    # Real text was cleaned: no <br /> and no common HTML entity survives into gold.
+    assert not fact["text"].str.contains("<br").any()
+    assert not fact["text"].str.contains("&quot;|&amp;|&#39;").any()
+    assert fact.filter(pl.col("image_count") > 0).height > 0
+
+
+def test_tampered_manifest_blocks_the_next_layer(settings: Settings, instance) -> None:
+    import json
+
+    _load(settings, 300)
+    batch = "tampered-manifest"
+    add_batch(instance, batch)
+    assert run_layers(settings, batch, ("bronze",), instance=instance).success
+    lake = Lake(settings.data_path)
+    path = lake.batch_dir("bronze", batch) / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest["tables"]["review"]["rows"] += 1
+    path.write_text(json.dumps(manifest))
+    outcome = run_layers(settings, batch, ("silver",), instance=instance)
+    assert not outcome.success
+    assert "does not match its manifest" in outcome.error
+    assert "manifest says" in outcome.error
+    assert not lake.batch_dir("silver", batch).exists()
