@@ -3,7 +3,7 @@
 Checks read the files themselves (Parquet footers, schemas, checksums), not only the
 manifests, so a file changed or truncated after it was written is caught. Each check is a plain
 function of (lake, batch); the checks of one layer execute together in one step (a
-`multi_asset_check`, subsettable), which keeps a run to six steps instead of thirty. Every check
+`multi_asset_check`, subsettable), which keeps a run to seven steps instead of thirty. Every check
 is blocking: a failure stops the next layer of the same run.
 """
 

@@ -19,7 +19,14 @@ from urllib.parse import urlsplit, urlunsplit
 
 import yaml
 from dotenv import dotenv_values
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 ENV_PREFIX = "AMAZON_REVIEWS__"
 HOME_VAR = "AMAZON_REVIEWS_HOME"
@@ -74,6 +81,12 @@ class ScoringWeights(_Section):
     recency: float = Field(0.20, ge=0)
     text_quality: float = Field(0.20, ge=0)
 
+    @model_validator(mode="after")
+    def _positive_sum(self) -> ScoringWeights:
+        if self.helpfulness + self.verified + self.recency + self.text_quality <= 0:
+            raise ValueError("weights whose sum is positive (at least one weight above 0)")
+        return self
+
 
 class ModelSettings(_Section):
     weights: ScoringWeights = ScoringWeights()
@@ -90,8 +103,10 @@ class ScheduleSettings(_Section):
     @field_validator("cron")
     @classmethod
     def _cron(cls, v: str) -> str:
-        if len(v.split()) != 5:
-            raise ValueError("a five-field cron expression such as '0 3 * * *'")
+        from dagster._utils.schedules import is_valid_cron_string
+
+        if len(v.split()) != 5 or not is_valid_cron_string(v):
+            raise ValueError("a valid five-field cron expression such as '0 3 * * *'")
         return v
 
     @field_validator("timezone")

@@ -46,8 +46,15 @@ def integrity_op(
         drift = column_drift(cur)
     store = lake.lake()
     complete = [b for b in store.batches("bronze") if store.is_complete("bronze", b)]
-    drill = restore_drill(settings, url, store, complete[-1]) if complete else None
+    # The newest written, not the last by name: free-form ids do not sort by time.
+    latest = max(complete, key=lambda b: store.manifest("bronze", b)["created_at"], default=None)
     problems = [f"{t}: {'; '.join(p)}" for t, p in drift.items()]
+    drill = None
+    if latest is not None:
+        try:
+            drill = restore_drill(settings, url, store, latest)
+        except Exception as exc:  # an unreadable file is a failed drill, and must alert
+            problems.append(f"restore drill of {latest} failed: {type(exc).__name__}: {exc}")
     if drill is not None and not drill.passed:
         problems += [
             f"restore drill {t}: {r}"

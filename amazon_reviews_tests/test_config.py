@@ -128,3 +128,25 @@ def test_instance_url_uses_psycopg2_driver(tmp_path: Path) -> None:
 def test_environment_values_that_are_not_yaml_are_taken_as_text(tmp_path: Path) -> None:
     s = load_settings({"AMAZON_REVIEWS__SCHEDULE__CRON": "* * * * *"}, home=tmp_path)
     assert s.schedule.cron == "* * * * *"
+
+
+@pytest.mark.parametrize(
+    ("env", "key"),
+    [
+        ({"AMAZON_REVIEWS__SCHEDULE__CRON": "99 3 * * *"}, "schedule.cron"),
+        (
+            {
+                "AMAZON_REVIEWS__MODEL__WEIGHTS__HELPFULNESS": "0",
+                "AMAZON_REVIEWS__MODEL__WEIGHTS__VERIFIED": "0",
+                "AMAZON_REVIEWS__MODEL__WEIGHTS__RECENCY": "0",
+                "AMAZON_REVIEWS__MODEL__WEIGHTS__TEXT_QUALITY": "0",
+            },
+            "model.weights",
+        ),
+    ],
+)
+def test_values_that_would_only_fail_later_fail_at_start(
+    tmp_path: Path, env: dict, key: str
+) -> None:
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        load_settings(env, home=tmp_path)

@@ -141,6 +141,13 @@ def extract_snapshot(url: str, settings: Settings, writer: BatchWriter) -> Snaps
             return info
         finally:
             cur.close()
+    except adbc.ProgrammingError as exc:
+        # A missing table or column: the source no longer matches the contract, and retrying
+        # cannot help.
+        raise SourceSchemaMissing(
+            f"source {mask_url(url)} does not match the contract: {mask_text(str(exc))}; "
+            "run `amazon-reviews doctor` (docs/runbooks.md#model-step-fails-on-missing-columns)"
+        ) from None
     except adbc.Error as exc:
         raise SourceUnavailable(
             f"extraction from {mask_url(url)} failed: {mask_text(str(exc))}"

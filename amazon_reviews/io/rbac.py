@@ -46,14 +46,18 @@ def apply_statements() -> list[str]:
             "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = "
             f"'{role}') THEN CREATE ROLE {quote_ident(role)} NOLOGIN; END IF; END $$"
         )
+    # A non-superuser (Neon's database owner) may only give a schema to a role it is a member
+    # of; with CREATEROLE it holds ADMIN OPTION on the roles it created, so it can join.
+    out.append(f"GRANT {quote_ident(ADMIN)} TO CURRENT_USER")
     for schema in (SOURCE_SCHEMA, GOLD_SCHEMA):
         s = quote_ident(schema)
         out.append(f"CREATE SCHEMA IF NOT EXISTS {s}")
         out.append(f"ALTER SCHEMA {s} OWNER TO {quote_ident(ADMIN)}")
         for role in ROLES:
             r = quote_ident(role)
-            out.append(f"REVOKE ALL ON SCHEMA {s} FROM {r}")
-            out.append(f"REVOKE ALL ON ALL TABLES IN SCHEMA {s} FROM {r}")
+            if role != ADMIN:  # the owner's own privileges are never revoked
+                out.append(f"REVOKE ALL ON SCHEMA {s} FROM {r}")
+                out.append(f"REVOKE ALL ON ALL TABLES IN SCHEMA {s} FROM {r}")
             schema_privs, table_privs = EXPECTED[role][schema]
             if schema_privs:
                 out.append(f"GRANT {', '.join(schema_privs)} ON SCHEMA {s} TO {r}")
