@@ -189,7 +189,7 @@ def _batch_checks(settings: Settings) -> list[Finding]:
             "latest batch",
             FAIL,
             f"{latest}: {text}",
-            f"{RUNBOOK}#incomplete-batch: `amazon-reviews run --batch-id {latest}`",
+            f"{RUNBOOK}#incomplete-batch: `{lake.repair_command(latest)}`",
         )
     ]
 

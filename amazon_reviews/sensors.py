@@ -72,7 +72,7 @@ def build_gold_missing_sensor(cfg: ScheduleSettings) -> dg.SensorDefinition:
                     f"gold/fact_reviews for batch {batch} (tick {tick.isoformat()}) is not "
                     f"complete {cfg.gold_deadline_minutes} min after the tick; "
                     f"bronze complete: {layers['bronze']}, silver complete: "
-                    f"{layers['silver']}. Run `amazon-reviews run --batch-id {batch}`."
+                    f"{layers['silver']}. Run `{lake.repair_command(batch)}`."
                 ),
                 batch_id=batch,
                 runbook="docs/runbooks.md#gold-missing-alert",

@@ -908,3 +908,20 @@ def test_grafana_dashboard_queries_only_metrics_that_publish_writes(
     _materialise(settings, instance, "ops-dashboard")
     written = {name for name, _ in _samples(publish(settings, instance))}
     assert used <= written, f"not in the .prom file: {sorted(used - written)}"
+
+
+def test_repair_command_resumes_from_the_newest_complete_layer(tmp_path: Path) -> None:
+    import polars as pl
+
+    from amazon_reviews.io.lake import Lake
+
+    lake = Lake(tmp_path)
+    assert lake.repair_command("b1") == "amazon-reviews run --batch-id b1"
+    with lake.write_batch("bronze", "b1") as writer:
+        writer.write_frame("review", pl.DataFrame({"review_id": ["R1"]}))
+    assert lake.repair_command("b1") == (
+        "amazon-reviews transform --batch-id b1 && amazon-reviews model --batch-id b1"
+    )
+    with lake.write_batch("silver", "b1") as writer:
+        writer.write_frame("review", pl.DataFrame({"review_id": ["R1"]}))
+    assert lake.repair_command("b1") == "amazon-reviews model --batch-id b1"

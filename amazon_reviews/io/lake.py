@@ -302,6 +302,18 @@ class Lake:
             shutil.rmtree(trash, ignore_errors=True)
         return freed
 
+    def repair_command(self, batch: str) -> str:
+        """The least work that completes a batch: resume from its newest complete layer (a new
+        `run` would take a new snapshot of the source)."""
+        if self.is_complete("silver", batch):
+            return f"amazon-reviews model --batch-id {batch}"
+        if self.is_complete("bronze", batch):
+            return (
+                f"amazon-reviews transform --batch-id {batch} && "
+                f"amazon-reviews model --batch-id {batch}"
+            )
+        return f"amazon-reviews run --batch-id {batch}"
+
     def verify(self, layer: str, batch: str, tables: list[str] | None = None) -> list[str]:
         """Problems between the files and the manifest (bytes, checksum), in words; all tables,
         or only `tables`."""
