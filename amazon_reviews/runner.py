@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from amazon_reviews import batches as batch_ids
-from amazon_reviews.config import CONFIG_VAR, HOME_VAR, Settings, mask_url
+from amazon_reviews.config import CONFIG_VAR, HOME_VAR, Settings
 from amazon_reviews.io.lake import LAYERS, Lake
 from amazon_reviews.io.postgres import instance_url, source_url
 
@@ -188,13 +188,3 @@ def batch_states(lake: Lake, batch_id: str) -> list[LayerState]:
         else:
             states.append(LayerState(layer, False, None, None))
     return states
-
-
-def describe_instance(settings: Settings) -> dict[str, str]:
-    """What `env` and `doctor` show: masked URLs and folders."""
-    return {
-        "source": mask_url(source_url(settings)),
-        "instance": mask_url(instance_url(settings)),
-        "dagster_home": str(dagster_home(settings)),
-        "data_dir": str(settings.data_path),
-    }

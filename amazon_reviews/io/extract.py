@@ -23,7 +23,13 @@ import pyarrow.parquet as pq
 from amazon_reviews import contract
 from amazon_reviews.config import Settings, mask_text, mask_url
 from amazon_reviews.io.lake import BatchWriter, HashingFile
-from amazon_reviews.io.postgres import SourceSchemaMissing, SourceUnavailable, libpq_url, retry
+from amazon_reviews.io.postgres import (
+    SourceSchemaMissing,
+    SourceUnavailable,
+    libpq_url,
+    missing_tables_error,
+    retry,
+)
 
 _POLARS_TO_ARROW = {
     "String": pa.string(),
@@ -123,12 +129,7 @@ def extract_snapshot(url: str, settings: Settings, writer: BatchWriter) -> Snaps
             present = {r[0] for r in cur.fetchall()}
             missing = [t for t in contract.TABLES if t not in present]
             if missing:
-                raise SourceSchemaMissing(
-                    f"source {mask_url(url)} lacks table(s) "
-                    f"{', '.join(f'{contract.SOURCE_SCHEMA}.{m}' for m in missing)}; create and "
-                    "load them with `amazon-reviews init-db --csv-dir DIR` or "
-                    "`amazon-reviews generate --reviews N --load`"
-                )
+                raise missing_tables_error(url, missing)
             info = SnapshotInfo(
                 snapshot_at=snapshot_at, server_version=version, source=mask_url(url)
             )

@@ -255,7 +255,8 @@ class Lake:
             try:
                 writer = BatchWriter(self, layer, batch, staging, extra=dict(manifest_extra or {}))
                 yield writer
-                extra = {**writer.extra, **writer_extra(writer)}
+                rows = {n: t.rows for n, t in sorted(writer.tables.items())}
+                extra = {**writer.extra, "rows": rows}
                 manifest = {
                     "layer": layer,
                     "batch_id": batch,
@@ -342,10 +343,6 @@ class Lake:
         return problems
 
 
-def writer_extra(writer: BatchWriter) -> dict[str, Any]:
-    return {"rows": {n: t.rows for n, t in sorted(writer.tables.items())}}
-
-
 def dir_size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
@@ -365,7 +362,3 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def arrow_columns(schema: pa.Schema) -> dict[str, str]:
-    return {f.name: str(f.type) for f in schema}

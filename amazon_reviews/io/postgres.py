@@ -223,16 +223,14 @@ def _normal_type(pg_type: str) -> str:
     return aliases.get(t, t)
 
 
-def require_tables(cur: psycopg2.extensions.cursor, url: str) -> None:
-    """Fail with the missing tables' names and the command that creates them."""
-    missing = missing_tables(cur)
-    if missing:
-        raise SourceSchemaMissing(
-            f"source {mask_url(url)} lacks table(s) "
-            f"{', '.join(f'{contract.SOURCE_SCHEMA}.{m}' for m in missing)}; "
-            "create and load them with `amazon-reviews init-db --csv-dir DIR` "
-            "or `amazon-reviews generate --reviews N --load`"
-        )
+def missing_tables_error(url: str, missing: list[str]) -> SourceSchemaMissing:
+    """The error for absent contract tables: names them and the commands that create them."""
+    return SourceSchemaMissing(
+        f"source {mask_url(url)} lacks table(s) "
+        f"{', '.join(f'{contract.SOURCE_SCHEMA}.{m}' for m in missing)}; "
+        "create and load them with `amazon-reviews init-db --csv-dir DIR` "
+        "or `amazon-reviews generate --reviews N --load`"
+    )
 
 
 def table_counts(cur: psycopg2.extensions.cursor) -> dict[str, int]:
@@ -243,13 +241,13 @@ def table_counts(cur: psycopg2.extensions.cursor) -> dict[str, int]:
     return counts
 
 
-_CSV_DATETIME = "%Y-%m-%d %H:%M:%S%.f%z"
+CSV_DATETIME = "%Y-%m-%d %H:%M:%S%.f%z"
 
 
 def frame_to_csv(frame: pl.DataFrame) -> bytes:
     """Encode a frame for `COPY ... (FORMAT csv)`: nulls unquoted-empty, UTC timestamps."""
     buf = io.BytesIO()
-    frame.write_csv(buf, include_header=False, datetime_format=_CSV_DATETIME, null_value="")
+    frame.write_csv(buf, include_header=False, datetime_format=CSV_DATETIME, null_value="")
     return buf.getvalue()
 
 

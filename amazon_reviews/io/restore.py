@@ -9,6 +9,7 @@ lost, added or altered row changes them.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass, field
 
@@ -41,8 +42,6 @@ def _canonical_key(table: contract.Table) -> pl.Expr:
 def parquet_key_checksum(frame: pl.DataFrame, table: contract.Table) -> tuple[int, str]:
     """(rows, sorted keys joined) for a frame: compared with the same from the database."""
     keys = frame.select(_canonical_key(table).alias("k")).sort("k")["k"]
-    import hashlib
-
     digest = hashlib.sha256("\n".join(keys.to_list()).encode()).hexdigest()
     return frame.height, digest
 

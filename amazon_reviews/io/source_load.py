@@ -17,6 +17,7 @@ from amazon_reviews.config import Settings
 from amazon_reviews.io import csv_import
 from amazon_reviews.io.lake import atomic_write_bytes
 from amazon_reviews.io.postgres import (
+    CSV_DATETIME,
     copy_frames,
     create_source_schema,
     session,
@@ -149,9 +150,7 @@ def write_csv_chunks(out_dir: Path, chunks: Iterable[dict[str, pl.DataFrame]]) -
             fh.write((",".join(contract.table(name).column_names) + "\n").encode())
         for chunk in chunks:
             for name, frame in chunk.items():
-                frame.write_csv(
-                    handles[name], include_header=False, datetime_format="%Y-%m-%d %H:%M:%S%.f%z"
-                )
+                frame.write_csv(handles[name], include_header=False, datetime_format=CSV_DATETIME)
                 rows[name] += frame.height
     finally:
         for fh in handles.values():
