@@ -235,7 +235,7 @@ def _print_gold_summary(settings: Settings, batch: str) -> None:
     ]
     print("\nsilver rejects by reason")
     _print_table(rejects)
-    fact = lake.read("gold", batch, "fact_reviews")
+    fact = lake.scan("gold", batch, "fact_reviews")
     print("\ngold relevance_score distribution")
     _print_table(score_histogram(fact).to_dicts())
     print("\ntop products")

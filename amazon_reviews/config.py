@@ -73,6 +73,8 @@ class ExtractSettings(_Section):
 class TransformSettings(_Section):
     max_text_chars: int = Field(10_000, ge=100)
     min_date: date = date(1995, 1, 1)
+    chunk_rows: int = Field(100_000, ge=1, le=10_000_000)
+    threads: int = Field(2, ge=1, le=64)
 
 
 class ScoringWeights(_Section):

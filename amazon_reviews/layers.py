@@ -12,13 +12,13 @@ from typing import Any
 
 import polars as pl
 
-from amazon_reviews import contract
 from amazon_reviews.batches import batch_time_from_id
 from amazon_reviews.config import Settings
 from amazon_reviews.io.extract import SnapshotInfo, extract_snapshot
 from amazon_reviews.io.lake import BatchWriter, Lake
+from amazon_reviews.parallel import ordered_map
 from amazon_reviews.transforms.gold import ScoringParams, build_fact_reviews
-from amazon_reviews.transforms.silver import SilverBatch, SilverSettings, build_silver
+from amazon_reviews.transforms.silver import SilverSettings, stream_silver
 
 
 @dataclass
@@ -52,8 +52,11 @@ def extract_bronze(
     return writer, info
 
 
-def transform_silver(lake: Lake, settings: Settings, batch: str) -> tuple[LayerResult, SilverBatch]:
-    """Clean the batch's bronze into `silver/batch=<batch>` (quarantine included)."""
+def transform_silver(
+    lake: Lake, settings: Settings, batch: str
+) -> tuple[LayerResult, dict[str, dict[str, int]]]:
+    """Clean the batch's bronze into `silver/batch=<batch>` (quarantine included), streaming
+    bronze in chunks of `transform.chunk_rows`; returns the reject counts per table and rule."""
     bronze = lake.require(
         "bronze", batch, needed_by="silver", command=f"amazon-reviews extract --batch-id {batch}"
     )
@@ -62,30 +65,43 @@ def transform_silver(lake: Lake, settings: Settings, batch: str) -> tuple[LayerR
         min_date=settings.transform.min_date,
         max_text_chars=settings.transform.max_text_chars,
     )
-    result = build_silver({t: lake.read("bronze", batch, t) for t in contract.TABLES}, cfg)
-    with lake.write_batch("silver", batch) as writer:
-        for name, frame in result.outputs().items():
-            writer.write_frame(name, frame)
-        writer.extra["rejects"] = result.reject_counts()
+    rows = settings.transform.chunk_rows
+    with (
+        lake.write_batch("silver", batch) as writer,
+        writer.streams() as emit,
+        writer.scratch() as spill,
+    ):
+        rejects = stream_silver(
+            lambda table: lake.iter_frames("bronze", batch, table, rows),
+            emit,
+            spill,
+            cfg,
+            threads=settings.transform.threads,
+        )
+        writer.extra["rejects"] = rejects
         writer.extra["batch_time"] = cfg.batch_time.isoformat()
-    return LayerResult(writer, bronze), result
+    return LayerResult(writer, bronze), rejects
 
 
-def model_gold(lake: Lake, settings: Settings, batch: str) -> tuple[LayerResult, pl.DataFrame]:
-    """Score the batch's enriched reviews into `gold/batch=<batch>/fact_reviews.parquet`."""
+def model_gold(lake: Lake, settings: Settings, batch: str) -> tuple[LayerResult, pl.LazyFrame]:
+    """Score the batch's enriched reviews into `gold/batch=<batch>/fact_reviews.parquet`, chunk
+    by chunk; returns the written table, to scan."""
     silver = lake.require(
         "silver", batch, needed_by="gold", command=f"amazon-reviews transform --batch-id {batch}"
     )
     params = scoring_params(settings)
-    fact = build_fact_reviews(
-        lake.read("silver", batch, "review_enriched"),
-        batch_id=batch,
-        batch_time=datetime.fromisoformat(silver["batch_time"]),
-        params=params,
-    )
-    with lake.write_batch("gold", batch) as writer:
-        writer.write_frame("fact_reviews", fact)
+    batch_time = datetime.fromisoformat(silver["batch_time"])
+    rows = settings.transform.chunk_rows
+    with lake.write_batch("gold", batch) as writer, writer.streams() as emit:
+        for fact in ordered_map(
+            lambda enriched: build_fact_reviews(
+                enriched, batch_id=batch, batch_time=batch_time, params=params
+            ),
+            lake.iter_frames("silver", batch, "review_enriched", rows),
+            settings.transform.threads,
+        ):
+            emit("fact_reviews", fact)
         writer.extra["batch_time"] = silver["batch_time"]
         # Which weights scored this batch, so a score can always be explained later.
         writer.extra["scoring"] = params.__dict__
-    return LayerResult(writer, silver), fact
+    return LayerResult(writer, silver), lake.scan("gold", batch, "fact_reviews")

@@ -84,7 +84,12 @@ def build_registry(lake: Lake, instance=None) -> CollectorRegistry:
                         rejects.labels(table, reason).set(n)
         created = datetime.fromisoformat(lake.manifest("gold", batch)["created_at"])
         last_ok.set(created.timestamp())
-        scores = lake.read("gold", batch, "fact_reviews").get_column("relevance_score")
+        scores = (
+            lake.scan("gold", batch, "fact_reviews")
+            .select("relevance_score")
+            .collect()
+            .get_column("relevance_score")
+        )
         reg.register(_ScoreHistogram(scores))
     if instance is not None:
         _run_metrics(instance, runs, step_runs, step_seconds)

@@ -142,8 +142,8 @@ def test_gold_swap_is_atomic_for_a_concurrent_reader(
     thread.start()
     try:
         for _ in range(3):
-            publish_gold(source_url, settings, small, "swap-b")
-            publish_gold(source_url, settings, fact, "swap-a")
+            publish_gold(source_url, settings, [small], "swap-b")
+            publish_gold(source_url, settings, [fact], "swap-a")
     finally:
         stop.set()
         thread.join()

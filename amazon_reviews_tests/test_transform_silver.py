@@ -724,3 +724,35 @@ def test_build_silver() -> None:
     again = silver.build_silver(bronze_frames, CFG).outputs()
     for name, frame in out.items():
         assert_frame_equal(again[name], frame, check_row_order=False)
+
+
+def chunking_batch() -> dict[str, list[Row]]:
+    """`small_bronze_batch` plus every rule case and duplicates that fall in different chunks."""
+    batch = small_bronze_batch()
+    for table, rows in mixed_rows().items():
+        batch[table] = [*batch[table], *rows]
+    first = {**REVIEW_ROW, "review_id": "D1", "text": "Same <b>words</b>."}
+    batch["review"] = [
+        first,
+        *batch["review"],
+        {**first, "review_id": "D2", "text": "Same words."},  # same cleaned text: a duplicate
+        {**first, "review_id": "D3", "text": "Other words."},
+        {**first, "review_id": "D0", "updated_at": T0 + timedelta(days=3)},  # newest: it wins
+    ]
+    return batch
+
+
+@pytest.mark.parametrize(("chunk_rows", "threads"), [(1, 1), (2, 2), (7, 3)])
+def test_chunked_silver_equals_whole(chunk_rows: int, threads: int) -> None:
+    """Silver streams bronze in chunks, several at once; any chunk size and thread count gives
+    the outputs of one whole chunk, in the same order."""
+    frames = {t: bronze(t, rows) for t, rows in chunking_batch().items()}
+    whole = silver.build_silver(frames, CFG)
+    chunked = silver.build_silver(frames, CFG, chunk_rows=chunk_rows, threads=threads)
+    assert chunked.reject_counts() == whole.reject_counts()
+    assert whole.reject_counts()["review"]["duplicate_content"] >= 3
+    losers = whole.results["review"].rejected.filter(pl.col(REJECT_REASON) == "duplicate_content")
+    assert {"D1", "D2"} <= set(losers["review_id"])
+    assert "D0" in set(whole.results["review"].clean["review_id"])
+    for name, frame in whole.outputs().items():
+        assert_frame_equal(chunked.outputs()[name], frame)

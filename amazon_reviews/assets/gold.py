@@ -8,7 +8,7 @@ from amazon_reviews.io.serving import publish_gold
 from amazon_reviews.layers import model_gold
 from amazon_reviews.partitions import batch_partitions
 from amazon_reviews.resources import LakeResource, SourceDatabase
-from amazon_reviews.transforms.gold import score_histogram, top_products
+from amazon_reviews.transforms.gold import score_histogram, score_mean, top_products
 
 FACT_REVIEWS_KEY = dg.AssetKey(["gold", "fact_reviews"])
 
@@ -30,7 +30,7 @@ def fact_reviews(context: dg.AssetExecutionContext, lake: LakeResource) -> dg.Ma
         metadata=table_metadata(
             written,
             str(store.table_path("gold", batch, "fact_reviews")),
-            score_mean=float(fact["relevance_score"].mean() or 0.0),
+            score_mean=score_mean(fact),
             score_histogram=dg.MetadataValue.md(markdown_table(score_histogram(fact).to_dicts())),
             top_products=dg.MetadataValue.md(markdown_table(top_products(fact).to_dicts())),
         )
@@ -56,8 +56,9 @@ def fact_reviews_pg(
     store.require(
         "gold", batch, needed_by="serving", command=f"amazon-reviews model --batch-id {batch}"
     )
-    fact = store.read("gold", batch, "fact_reviews")
-    published = publish_gold(source_db.url(), source_db.settings(), fact, batch)
+    settings = source_db.settings()
+    parts = store.iter_frames("gold", batch, "fact_reviews", settings.transform.chunk_rows)
+    published = publish_gold(source_db.url(), settings, parts, batch)
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": published.rows,

@@ -60,9 +60,8 @@ def silver_tables(
     """Clean every bronze table with named rules, quarantine rejects, enrich the reviews."""
     batch = context.partition_key
     store = lake.lake()
-    done, result = transform_silver(store, lake.settings(), batch)
+    done, rejects = transform_silver(store, lake.settings(), batch)
     writer, bronze = done.writer, done.upstream
-    rejects = result.reject_counts()
     for name, key in [*SILVER_KEYS.items(), ("review_enriched", ENRICHED_KEY)]:
         written = writer.tables[name]
         extra = {}

@@ -8,8 +8,10 @@ never a partial or mixed one: a query that arrives during the swap waits for the
 from __future__ import annotations
 
 import io
+import itertools
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import polars as pl
@@ -54,9 +56,14 @@ class Published:
     seconds: float
 
 
-def publish_gold(url: str, settings: Settings, fact: pl.DataFrame, batch_id: str) -> Published:
-    """Replace `amazon_gold.fact_reviews` with `fact` and record the batch, atomically."""
+def publish_gold(
+    url: str, settings: Settings, parts: Iterable[pl.DataFrame], batch_id: str
+) -> Published:
+    """Replace `amazon_gold.fact_reviews` with the rows of `parts` (chunks of one fact table,
+    at least one, possibly empty) and record the batch, atomically."""
     started = time.perf_counter()
+    parts = iter(parts)
+    first = next(parts)
     schema = quote_ident(GOLD_SCHEMA)
     live = f"{schema}.{quote_ident(FACT_TABLE)}"
     load_name = f"{FACT_TABLE}__load"
@@ -69,12 +76,15 @@ def publish_gold(url: str, settings: Settings, fact: pl.DataFrame, batch_id: str
             "published_at timestamptz NOT NULL, rows bigint NOT NULL)"
         )
         cur.execute(f"DROP TABLE IF EXISTS {load}")
-        cur.execute(gold_ddl(fact.schema, load_name))
-        cols = ", ".join(quote_ident(c) for c in fact.columns)
-        for part in fact.iter_slices(200_000):
+        cur.execute(gold_ddl(first.schema, load_name))
+        cols = ", ".join(quote_ident(c) for c in first.columns)
+        rows = 0
+        for part in itertools.chain([first], parts):
             cur.copy_expert(
-                f"COPY {load} ({cols}) FROM STDIN WITH (FORMAT csv)", io.BytesIO(frame_to_csv(part))
+                f"COPY {load} ({cols}) FROM STDIN WITH (FORMAT csv)",
+                io.BytesIO(frame_to_csv(part.select(first.columns))),
             )
+            rows += part.height
         cur.execute(
             f"ALTER TABLE {load} ADD CONSTRAINT "
             f"{quote_ident(f'{FACT_TABLE}_pkey_{uuid.uuid4().hex[:8]}')} "
@@ -94,6 +104,6 @@ def publish_gold(url: str, settings: Settings, fact: pl.DataFrame, batch_id: str
         cur.execute(
             f"INSERT INTO {schema}.batches VALUES (%s, now(), %s) ON CONFLICT (batch_id) "
             "DO UPDATE SET published_at = EXCLUDED.published_at, rows = EXCLUDED.rows",
-            (batch_id, fact.height),
+            (batch_id, rows),
         )
-    return Published(batch_id, fact.height, time.perf_counter() - started)
+    return Published(batch_id, rows, time.perf_counter() - started)

@@ -81,7 +81,11 @@ def relevance(params: ScoringParams) -> pl.Expr:
 def build_fact_reviews(
     enriched: pl.DataFrame, *, batch_id: str, batch_time: datetime, params: ScoringParams
 ) -> pl.DataFrame:
-    """One row per valid review, business-ready, scored, in `review_id` order."""
+    """One row per valid review, business-ready, scored, in the order of `enriched`.
+
+    Every column is a function of its own row, so gold is built chunk by chunk and the
+    chunks' results are simply appended.
+    """
     age_days = ((pl.lit(batch_time) - pl.col("created_at")).dt.total_seconds() / 86_400).floor()
     return (
         enriched.with_columns(score_components(params, batch_time))
@@ -113,15 +117,20 @@ def build_fact_reviews(
             "relevance_score",
             pl.lit(batch_id).alias("batch_id"),
         )
-        .sort("review_id")
     )
 
 
-def score_histogram(fact: pl.DataFrame, bins: int = 10) -> pl.DataFrame:
+def score_mean(fact: pl.DataFrame | pl.LazyFrame) -> float:
+    """The mean `relevance_score` (0 for an empty table)."""
+    mean = fact.lazy().select(pl.col("relevance_score").mean()).collect().item()
+    return float(mean or 0.0)
+
+
+def score_histogram(fact: pl.DataFrame | pl.LazyFrame, bins: int = 10) -> pl.DataFrame:
     """Counts of `relevance_score` in `bins` equal-width bins over [0, 1]."""
     edges = [i / bins for i in range(bins + 1)]
     idx = (pl.col("relevance_score") * bins).floor().clip(0, bins - 1).cast(pl.Int32)
-    counts = fact.group_by(idx.alias("bin")).len()
+    counts = fact.lazy().group_by(idx.alias("bin")).len().collect(engine="streaming")
     frame = pl.DataFrame({"bin": list(range(bins))}, schema={"bin": pl.Int32})
     return (
         frame.join(counts, on="bin", how="left")
@@ -135,10 +144,11 @@ def score_histogram(fact: pl.DataFrame, bins: int = 10) -> pl.DataFrame:
     )
 
 
-def top_products(fact: pl.DataFrame, n: int = 5) -> pl.DataFrame:
+def top_products(fact: pl.DataFrame | pl.LazyFrame, n: int = 5) -> pl.DataFrame:
     """The products with the highest mean relevance among those with the most reviews."""
     return (
-        fact.group_by("parent_asin")
+        fact.lazy()
+        .group_by("parent_asin")
         .agg(
             pl.col("product_title").first(),
             pl.len().alias("reviews"),
@@ -147,4 +157,5 @@ def top_products(fact: pl.DataFrame, n: int = 5) -> pl.DataFrame:
         )
         .sort(["reviews", "mean_relevance", "parent_asin"], descending=[True, True, False])
         .head(n)
+        .collect(engine="streaming")
     )
