@@ -13,7 +13,9 @@ import fcntl
 import hashlib
 import json
 import os
+import queue
 import shutil
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -110,6 +112,59 @@ class TableWritten:
 _PARQUET: dict[str, Any] = {"compression": "zstd", "compression_level": 1}
 
 
+class ParquetStream:
+    """One Parquet file encoded by its own thread from a bounded queue of tables.
+
+    The caller hands over row groups and goes on with its next chunk while this thread encodes
+    (pyarrow releases the GIL), so memory stays at `depth` queued tables. The file is hashed as
+    it is written. An encoding error is raised to the caller at its next `put` or at `close`.
+    """
+
+    def __init__(self, path: Path, schema: pa.Schema, depth: int = 2, **options: Any) -> None:
+        self.schema = schema
+        self._sink = HashingFile(path)
+        self._queue: queue.Queue[pa.Table | None] = queue.Queue(maxsize=depth)
+        self._failure: list[BaseException] = []
+        self._thread = threading.Thread(
+            target=self._encode, args=({**_PARQUET, **options},), name=f"parquet-{path.stem}"
+        )
+        self._thread.daemon = True
+        self._thread.start()
+
+    def _encode(self, options: dict[str, Any]) -> None:
+        finished = False
+        try:
+            with pq.ParquetWriter(self._sink, self.schema, **options) as writer:
+                while (table := self._queue.get()) is not None:
+                    writer.write_table(table)
+                finished = True
+        except BaseException as exc:
+            self._failure.append(exc)
+            # Keep taking tables until the end marker, so a producer never blocks on a full
+            # queue (unless the marker was already taken: then closing the file failed).
+            while not finished and self._queue.get() is not None:
+                pass
+
+    def put(self, table: pa.Table) -> None:
+        if self._failure:
+            raise self._failure[0]
+        self._queue.put(table.cast(self.schema))
+
+    def close(self) -> str:
+        """Finish the file; return its sha256."""
+        self._queue.put(None)
+        self._thread.join()
+        self._sink.close()
+        if self._failure:
+            raise self._failure[0]
+        return self._sink.hexdigest()
+
+    def abort(self) -> None:
+        """Stop after an error elsewhere (the staging folder holding the file is removed)."""
+        with contextlib.suppress(BaseException):
+            self.close()
+
+
 class FileSpill:
     """Chunks kept on disk between two passes, as LZ4 Arrow IPC: fast both ways, and read
     into memory rather than memory-mapped (mapped pages of every chunk would count against
@@ -164,33 +219,31 @@ class BatchWriter:
 
     @contextlib.contextmanager
     def streams(self) -> Iterator[Callable[[str, pl.DataFrame], None]]:
-        """Append frames to several tables at once: `emit(name, frame)` writes the frame as the
-        next row group(s) of that table's file; the files are registered when the block ends.
-        The first frame of a table fixes its schema; every table must get at least one frame
-        (an empty one is fine)."""
-        files: dict[str, tuple[HashingFile, pq.ParquetWriter]] = {}
+        """Append frames to several tables at once: `emit(name, frame)` queues the frame as the
+        next row group(s) of that table's file, which its own thread encodes (so several
+        outputs, and the caller's next chunk, are worked on at once); the files are registered
+        when the block ends. The first frame of a table fixes its schema; every table must get
+        at least one frame (an empty one is fine)."""
+        files: dict[str, ParquetStream] = {}
 
         def emit(name: str, frame: pl.DataFrame) -> None:
             # String views pass to Arrow without a copy of the text; the file keeps the plain
             # Parquet types only (no Arrow schema), so readers see ordinary strings.
             table = frame.to_arrow(compat_level=pl.CompatLevel.newest())
             if name not in files:
-                sink = HashingFile(self.path_for(name))
-                writer = pq.ParquetWriter(sink, table.schema, store_schema=False, **_PARQUET)
-                files[name] = (sink, writer)
-            writer = files[name][1]
-            writer.write_table(table.cast(writer.schema))
+                files[name] = ParquetStream(self.path_for(name), table.schema, store_schema=False)
+            files[name].put(table)
 
         done = False
         try:
             yield emit
             done = True
         finally:
-            for name, (sink, writer) in files.items():
-                writer.close()
-                sink.close()
+            for name, stream in files.items():
                 if done:
-                    self.record(name, self.path_for(name), sha256=sink.hexdigest())
+                    self.record(name, self.path_for(name), sha256=stream.close())
+                else:
+                    stream.abort()
 
     @contextlib.contextmanager
     def scratch(self) -> Iterator[FileSpill]:
