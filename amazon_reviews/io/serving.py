@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import io
 import itertools
+import threading
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import polars as pl
@@ -56,14 +58,33 @@ class Published:
     seconds: float
 
 
+LOAD_CONNECTIONS = 2  # COPY streams into the load table at once (measured at 1M: 4.7 s -> 3.3 s)
+
+
 def publish_gold(
     url: str, settings: Settings, parts: Iterable[pl.DataFrame], batch_id: str
 ) -> Published:
     """Replace `amazon_gold.fact_reviews` with the rows of `parts` (chunks of one fact table,
-    at least one, possibly empty) and record the batch, atomically."""
+    at least one, possibly empty) and record the batch, atomically.
+
+    The load table is filled by `LOAD_CONNECTIONS` connections at once, each committing its
+    share: nobody reads the load table, and a failed load leaves only it, dropped by the next
+    publish. The key, the swap, the grants and the batch record then commit together. A
+    session advisory lock, held throughout, keeps two publishes from sharing the load table.
+    """
     started = time.perf_counter()
     parts = iter(parts)
     first = next(parts)
+    with session(url, settings) as guard, guard.cursor() as cur:
+        cur.execute("SELECT pg_advisory_lock(hashtext(%s))", (f"{GOLD_SCHEMA}.{FACT_TABLE}",))
+        guard.commit()  # the lock is the session's: it lasts until this connection closes
+        rows = _publish(url, settings, first, parts, batch_id)
+    return Published(batch_id, rows, time.perf_counter() - started)
+
+
+def _publish(
+    url: str, settings: Settings, first: pl.DataFrame, parts: Iterator[pl.DataFrame], batch_id: str
+) -> int:
     schema = quote_ident(GOLD_SCHEMA)
     live = f"{schema}.{quote_ident(FACT_TABLE)}"
     load_name = f"{FACT_TABLE}__load"
@@ -77,14 +98,26 @@ def publish_gold(
         )
         cur.execute(f"DROP TABLE IF EXISTS {load}")
         cur.execute(gold_ddl(first.schema, load_name))
-        cols = ", ".join(quote_ident(c) for c in first.columns)
+    cols = ", ".join(quote_ident(c) for c in first.columns)
+    sql = f"COPY {load} ({cols}) FROM STDIN WITH (FORMAT csv)"
+    shared = itertools.chain([first], parts)
+    lock = threading.Lock()
+
+    def load_share() -> int:
         rows = 0
-        for part in itertools.chain([first], parts):
-            cur.copy_expert(
-                f"COPY {load} ({cols}) FROM STDIN WITH (FORMAT csv)",
-                io.BytesIO(frame_to_csv(part.select(first.columns))),
-            )
-            rows += part.height
+        with session(url, settings) as conn, conn.cursor() as cur:
+            while True:
+                with lock:
+                    part = next(shared, None)
+                if part is None:
+                    return rows
+                cur.copy_expert(sql, io.BytesIO(frame_to_csv(part.select(first.columns))))
+                rows += part.height
+
+    with ThreadPoolExecutor(LOAD_CONNECTIONS, thread_name_prefix="serve") as pool:
+        rows = sum(f.result() for f in [pool.submit(load_share) for _ in range(LOAD_CONNECTIONS)])
+    with session(url, settings) as conn, conn.cursor() as cur:
+        cur.execute("SET LOCAL maintenance_work_mem = '256MB'")
         cur.execute(
             f"ALTER TABLE {load} ADD CONSTRAINT "
             f"{quote_ident(f'{FACT_TABLE}_pkey_{uuid.uuid4().hex[:8]}')} "
@@ -106,4 +139,4 @@ def publish_gold(
             "DO UPDATE SET published_at = EXCLUDED.published_at, rows = EXCLUDED.rows",
             (batch_id, rows),
         )
-    return Published(batch_id, rows, time.perf_counter() - started)
+    return rows
