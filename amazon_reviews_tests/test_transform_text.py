@@ -11,7 +11,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_series_equal
 
-from amazon_reviews.transforms.text import clean_label, clean_text, unescape_html
+from amazon_reviews.transforms.text import (
+    clean_label,
+    clean_text,
+    nfc_suspects,
+    normalize_nfc,
+    unescape_html,
+)
 
 
 def clean(values: list[str | None]) -> list[str | None]:
@@ -191,3 +197,35 @@ def test_unescape_html_matches_html_unescape(values: list[str | None]) -> None:
     out = unescape_html(pl.Series("t", values, dtype=pl.String))
     assert out.dtype == pl.String
     assert out.to_list() == [None if v is None else html.unescape(v) for v in values]
+
+
+# Strings that stress NFC: base letters, precomposed letters, combining marks in any order,
+# Hangul syllables and jamo, singletons (Angstrom, Ohm), composition exclusions (Devanagari
+# nukta forms), and anything else in Unicode.
+_NFC_ALPHABET = st.one_of(
+    st.sampled_from(
+        "aeAEoOé\u00c5\u212b\u2126\u0958\u0915\u093c\u1100\u1161\u11a8\uac00\u0301\u0300\u0327"
+        "\u0323\u0308\u05b0\u3099\u304b\u0dcf\u0dd9\u0cd5\u0cbf"
+    ),
+    st.characters(codec="utf-8"),
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.text(alphabet=_NFC_ALPHABET, max_size=12), min_size=1, max_size=20))
+def test_normalize_nfc_matches_unicodedata(values: list[str]) -> None:
+    out = normalize_nfc(pl.Series(values, dtype=pl.String)).to_list()
+    assert out == [unicodedata.normalize("NFC", v) for v in values]
+
+
+def test_characters_outside_the_suspects_are_nfc_and_never_compose() -> None:
+    """Every code point outside `nfc_suspects()` is NFC alone and after any starter: the
+    property the prefilter relies on, checked over all of Unicode."""
+    suspects = pl.Series([chr(cp) for cp in range(0x110000) if not 0xD800 <= cp <= 0xDFFF])
+    plain = suspects.filter(~suspects.str.contains(nfc_suspects())).to_list()
+    assert len(plain) > 1_000_000
+    for c in plain:
+        assert unicodedata.is_normalized("NFC", c), hex(ord(c))
+        # after a starter that composes with many marks, a plain character stays itself
+        for base in ("a", "\u1100", "\uac00", "\u0915"):
+            assert unicodedata.is_normalized("NFC", base + c), (hex(ord(base)), hex(ord(c)))
