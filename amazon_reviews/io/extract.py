@@ -1,9 +1,10 @@
 """Bronze extraction: every source table from one REPEATABLE READ, READ ONLY snapshot to Parquet.
 
 The queries are built from the contract apart from their execution. Rows stream from PostgreSQL
-as Arrow record batches (ADBC, COPY BINARY underneath) and go straight to a Parquet writer, so
-memory is bounded by one batch whatever the table size. The source row count of each table is
-taken in the same snapshot, so bronze can be reconciled with the source exactly.
+as Arrow record batches (ADBC, COPY BINARY underneath) and go straight to a Parquet encoder
+thread per table, so memory is bounded by a few batches and a row group per table being encoded,
+whatever the table size. The source row count of each table is taken in the same snapshot, so
+bronze can be reconciled with the source exactly.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -70,6 +72,26 @@ def count_sql(table: contract.Table) -> str:
     return f"SELECT count(*) FROM {table.qualified}"
 
 
+# The planner's estimate of each source table's size (0 before its first VACUUM or ANALYZE), to
+# read the largest first; from the catalog, as `pg_relation_size` would wait for a table's lock.
+_SIZES_SQL = (
+    "SELECT c.relname, c.relpages "
+    "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+    "WHERE n.nspname = $1 AND c.relkind = 'r'"
+)
+
+
+def dictionary_columns(table: contract.Table) -> list[str]:
+    """The columns bronze dictionary-encodes: all but timestamps and a one-column key.
+
+    Their values are (nearly) all distinct, so Parquet would build each row group's dictionary
+    only to give it up. Measured at 1M reviews: 0.3 to 0.4 s less client CPU (of about 3.2 s),
+    and 139 MB of files instead of 147 MB.
+    """
+    unique = set(table.key) if len(table.key) == 1 else set()
+    return [c.name for c in table.columns if c.kind != "timestamp" and c.name not in unique]
+
+
 @dataclass
 class SnapshotInfo:
     snapshot_at: datetime
@@ -107,9 +129,17 @@ def _conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
 def extract_snapshot(url: str, settings: Settings, writer: BatchWriter) -> SnapshotInfo:
     """Stream every contract table into `writer` from one consistent snapshot.
 
+    The tables are read one after another on this one connection, each counted just before it
+    is read, the largest first (by the catalog's estimate; contract order among equals): a
+    table's encoder may still be encoding its last row groups while the next tables are read
+    (`_Encoders`), and the largest table's encoding has the most to overlap.
+
     Raises:
-        SourceUnavailable: the database cannot be reached (after retries).
-        SourceSchemaMissing: a contract table is missing (names it, points to `init-db`).
+        SourceUnavailable: the database cannot be reached (after retries), or the connection
+            is lost during the extract.
+        SourceSchemaMissing: a contract table is missing (names it, points to `init-db`), or a
+            contract column (points to `doctor`).
+        OSError: a file cannot be written (disk full, say).
     """
     import adbc_driver_postgresql.dbapi as adbc
 
@@ -130,15 +160,23 @@ def extract_snapshot(url: str, settings: Settings, writer: BatchWriter) -> Snaps
             missing = [t for t in contract.TABLES if t not in present]
             if missing:
                 raise missing_tables_error(url, missing)
+            cur.execute(_SIZES_SQL, parameters=(contract.SOURCE_SCHEMA,))
+            sizes = {name: int(size) for name, size in cur.fetchall()}
             info = SnapshotInfo(
                 snapshot_at=snapshot_at, server_version=version, source=mask_url(url)
             )
-            for t in contract.TABLES.values():
-                started = time.perf_counter()
-                cur.execute(count_sql(t))
-                info.source_rows[t.name] = int(cur.fetchone()[0])
-                _stream_table(cur, t, writer, settings)
-                info.durations_s[f"extract_{t.name}"] = round(time.perf_counter() - started, 3)
+            encoders = _Encoders(settings, writer)
+            try:
+                for t in sorted(contract.TABLES.values(), key=lambda t: -sizes.get(t.name, 0)):
+                    started = time.perf_counter()
+                    cur.execute(count_sql(t))
+                    info.source_rows[t.name] = int(cur.fetchone()[0])
+                    encoders.stream(cur, t, started)
+            except BaseException as exc:
+                encoders.close(exc)
+                raise
+            encoders.finish()
+            info.durations_s.update(encoders.durations_s())
             return info
         finally:
             cur.close()
@@ -161,63 +199,134 @@ def extract_snapshot(url: str, settings: Settings, writer: BatchWriter) -> Snaps
             conn.close()
 
 
-_QUEUE_BATCHES = 4  # wire batches (about 16 MB each) buffered between reader and encoder
+_QUEUE_BATCHES = 4  # wire batches (about 16 MB each) buffered between the reader and an encoder
 
 
-def _stream_table(cur: Any, table: contract.Table, writer: BatchWriter, settings: Settings) -> None:
-    """Fetch one table and encode it to Parquet at the same time.
+@dataclass
+class _Encoding:
+    """One table's Parquet file and the encoder thread writing it."""
 
-    The database reader (this thread) and the Parquet encoder (a worker thread) overlap through
-    a bounded queue, so memory stays at a few wire batches plus one row group whatever the
-    table size; both sides spend their time in C++ with the GIL released.
+    table: contract.Table
+    path: Path
+    sink: HashingFile
+    started: float  # when its count began
+    batches: queue.Queue[pa.RecordBatch | None] = field(
+        default_factory=lambda: queue.Queue(maxsize=_QUEUE_BATCHES)
+    )
+    thread: threading.Thread | None = None  # set once started
+    seconds: float | None = None  # from its count to its file closed
+
+
+class _Encoders:
+    """The Parquet encoder threads of one extract, one per table.
+
+    The database reader (the caller's thread) and a table's encoder overlap through a bounded
+    queue; both spend their time in C++ with the GIL released. An encoder outlives the read of
+    its table, so the next table is read while the last row groups of the previous one are
+    encoded and its file is flushed. The first failure, of the reader or of any encoder, stops
+    them all: the reader raises at its next batch, the encoders drain their queues to the end
+    marker without writing, so no thread stays blocked; the caller removes the partial files.
     """
-    schema = arrow_schema(table)
-    path = writer.path_for(table.name)
-    cur.execute(select_sql(table))
-    reader = cur.fetch_record_batch()
-    sink = HashingFile(path)
-    batches: queue.Queue[pa.RecordBatch | None] = queue.Queue(maxsize=_QUEUE_BATCHES)
-    failure: list[BaseException] = []
 
-    def encode() -> None:
+    def __init__(self, settings: Settings, writer: BatchWriter) -> None:
+        self.settings = settings
+        self.writer = writer
+        self.failures: list[BaseException] = []
+        self.tables: list[_Encoding] = []
+
+    def stream(self, cur: Any, table: contract.Table, started: float) -> None:
+        """Read `table` with `cur` into a new encoder; return once it is read."""
+        self.check()
+        path = self.writer.path_for(table.name)
+        enc = _Encoding(table, path, HashingFile(path), started)
+        thread = threading.Thread(
+            target=self._encode, args=(enc,), name=f"parquet-{table.name}", daemon=True
+        )
+        try:
+            thread.start()
+        except BaseException:
+            with contextlib.suppress(OSError):
+                enc.sink.close()
+            raise
+        enc.thread = thread
+        self.tables.append(enc)
+        schema = arrow_schema(table)
+        try:
+            cur.execute(select_sql(table))
+            for batch in cur.fetch_record_batch():
+                if self.failures:
+                    break
+                enc.batches.put(_conform(batch, schema))
+        finally:
+            enc.batches.put(None)
+        self.check()
+
+    def check(self) -> None:
+        """Raise the first failure of an encoder."""
+        if self.failures:
+            raise self.failures[0]
+
+    def _encode(self, enc: _Encoding) -> None:
+        cfg = self.settings.extract
+        schema = arrow_schema(enc.table)
         finished = False
         try:
             with pq.ParquetWriter(
-                sink,
+                enc.sink,
                 schema,
-                compression=settings.extract.compression,
-                compression_level=settings.extract.compression_level,
+                compression=cfg.compression,
+                compression_level=cfg.compression_level,
+                use_dictionary=dictionary_columns(enc.table),
             ) as pw:
                 pending: list[pa.RecordBatch] = []
                 pending_rows = 0
-                while (batch := batches.get()) is not None:
+                while (batch := enc.batches.get()) is not None:
+                    if self.failures:  # the extract failed: drain without writing
+                        pending, pending_rows = [], 0
+                        continue
                     pending.append(batch)
                     pending_rows += batch.num_rows
                     # Group wire batches into row groups of `chunk_rows` at most.
-                    if pending_rows >= settings.extract.chunk_rows:
+                    if pending_rows >= cfg.chunk_rows:
                         pw.write_table(pa.Table.from_batches(pending, schema=schema))
                         pending, pending_rows = [], 0
                 finished = True
-                if pending:
+                if pending and not self.failures:
                     pw.write_table(pa.Table.from_batches(pending, schema=schema))
+            enc.sink.close()
+            enc.seconds = time.perf_counter() - enc.started
         except BaseException as exc:
-            failure.append(exc)
+            self.failures.append(exc)
             # Keep draining until the end marker, so the reader never blocks on a full queue
             # (unless the end marker was already taken: then the footer write failed).
-            while not finished and batches.get() is not None:
+            while not finished and enc.batches.get() is not None:
                 pass
 
-    worker = threading.Thread(target=encode, name=f"parquet-{table.name}", daemon=True)
-    worker.start()
-    try:
-        for batch in reader:
-            if failure:
-                break
-            batches.put(_conform(batch, schema))
-    finally:
-        batches.put(None)
-        worker.join()
-        sink.close()
-    if failure:
-        raise failure[0]
-    writer.record(table.name, path, sha256=sink.hexdigest())
+    def close(self, failure: BaseException | None = None) -> None:
+        """Wait for every encoder and close every file; after `failure` (of the reader), the
+        encoders stop writing."""
+        if failure is not None:
+            self.failures.append(failure)
+        for enc in self.tables:
+            if enc.thread is not None:
+                enc.thread.join()
+            if self.failures:
+                with contextlib.suppress(OSError):
+                    enc.sink.close()
+
+    def finish(self) -> None:
+        """Wait for every encoder; raise the first failure, or register the files."""
+        self.close()
+        self.check()
+        done = {enc.table.name: enc for enc in self.tables}
+        for name in contract.TABLES:
+            self.writer.record(name, done[name].path, sha256=done[name].sink.hexdigest())
+
+    def durations_s(self) -> dict[str, float]:
+        """`extract_<table>`, in contract order: from its count to its file closed."""
+        done = {enc.table.name: enc.seconds for enc in self.tables}
+        return {
+            f"extract_{name}": round(seconds, 3)
+            for name in contract.TABLES
+            if (seconds := done.get(name)) is not None
+        }
