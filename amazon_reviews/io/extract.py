@@ -10,21 +10,17 @@ bronze can be reconciled with the source exactly.
 from __future__ import annotations
 
 import contextlib
-import queue
-import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from amazon_reviews import contract
 from amazon_reviews.config import Settings, mask_text, mask_url
-from amazon_reviews.io.lake import BatchWriter, HashingFile
+from amazon_reviews.io.lake import BatchWriter, ParquetStream, close_streams
 from amazon_reviews.io.postgres import (
     SourceSchemaMissing,
     SourceUnavailable,
@@ -132,7 +128,7 @@ def extract_snapshot(url: str, settings: Settings, writer: BatchWriter) -> Snaps
     The tables are read one after another on this one connection, each counted just before it
     is read, the largest first (by the catalog's estimate; contract order among equals): a
     table's encoder may still be encoding its last row groups while the next tables are read
-    (`_Encoders`), and the largest table's encoding has the most to overlap.
+    (`_stream_table`), and the largest table's encoding has the most to overlap.
 
     Raises:
         SourceUnavailable: the database cannot be reached (after retries), or the connection
@@ -165,18 +161,21 @@ def extract_snapshot(url: str, settings: Settings, writer: BatchWriter) -> Snaps
             info = SnapshotInfo(
                 snapshot_at=snapshot_at, server_version=version, source=mask_url(url)
             )
-            encoders = _Encoders(settings, writer)
+            streams: dict[str, ParquetStream] = {}
             try:
                 for t in sorted(contract.TABLES.values(), key=lambda t: -sizes.get(t.name, 0)):
                     started = time.perf_counter()
                     cur.execute(count_sql(t))
                     info.source_rows[t.name] = int(cur.fetchone()[0])
-                    encoders.stream(cur, t, started)
-            except BaseException as exc:
-                encoders.close(exc)
+                    streams[t.name] = _stream_table(cur, t, writer, settings)
+                    info.durations_s[f"extract_{t.name}"] = round(time.perf_counter() - started, 3)
+            except BaseException:
+                for stream in streams.values():
+                    stream.abort()
                 raise
-            encoders.finish()
-            info.durations_s.update(encoders.durations_s())
+            digests = close_streams(streams)  # waits for every table's encoder
+            for name in contract.TABLES:
+                writer.record(name, writer.path_for(name), sha256=digests[name])
             return info
         finally:
             cur.close()
@@ -199,134 +198,39 @@ def extract_snapshot(url: str, settings: Settings, writer: BatchWriter) -> Snaps
             conn.close()
 
 
-_QUEUE_BATCHES = 4  # wire batches (about 16 MB each) buffered between the reader and an encoder
+def _stream_table(
+    cur: Any, table: contract.Table, writer: BatchWriter, settings: Settings
+) -> ParquetStream:
+    """Read one table into a Parquet file encoded by its own thread; return once it is read.
 
-
-@dataclass
-class _Encoding:
-    """One table's Parquet file and the encoder thread writing it."""
-
-    table: contract.Table
-    path: Path
-    sink: HashingFile
-    started: float  # when its count began
-    batches: queue.Queue[pa.RecordBatch | None] = field(
-        default_factory=lambda: queue.Queue(maxsize=_QUEUE_BATCHES)
-    )
-    thread: threading.Thread | None = None  # set once started
-    seconds: float | None = None  # from its count to its file closed
-
-
-class _Encoders:
-    """The Parquet encoder threads of one extract, one per table.
-
-    The database reader (the caller's thread) and a table's encoder overlap through a bounded
-    queue; both spend their time in C++ with the GIL released. An encoder outlives the read of
-    its table, so the next table is read while the last row groups of the previous one are
-    encoded and its file is flushed. The first failure, of the reader or of any encoder, stops
-    them all: the reader raises at its next batch, the encoders drain their queues to the end
-    marker without writing, so no thread stays blocked; the caller removes the partial files.
+    Wire batches are grouped into row groups of `extract.chunk_rows` rows here and handed to
+    the encoder (`ParquetStream`, one row group queued at most), so the reader and the encoder
+    overlap and the encoder outlives the read: the next table is read while this one's last
+    row groups are encoded. An encoder failure reaches the reader at its next row group.
     """
-
-    def __init__(self, settings: Settings, writer: BatchWriter) -> None:
-        self.settings = settings
-        self.writer = writer
-        self.failures: list[BaseException] = []
-        self.tables: list[_Encoding] = []
-
-    def stream(self, cur: Any, table: contract.Table, started: float) -> None:
-        """Read `table` with `cur` into a new encoder; return once it is read."""
-        self.check()
-        path = self.writer.path_for(table.name)
-        enc = _Encoding(table, path, HashingFile(path), started)
-        thread = threading.Thread(
-            target=self._encode, args=(enc,), name=f"parquet-{table.name}", daemon=True
-        )
-        try:
-            thread.start()
-        except BaseException:
-            with contextlib.suppress(OSError):
-                enc.sink.close()
-            raise
-        enc.thread = thread
-        self.tables.append(enc)
-        schema = arrow_schema(table)
-        try:
-            cur.execute(select_sql(table))
-            for batch in cur.fetch_record_batch():
-                if self.failures:
-                    break
-                enc.batches.put(_conform(batch, schema))
-        finally:
-            enc.batches.put(None)
-        self.check()
-
-    def check(self) -> None:
-        """Raise the first failure of an encoder."""
-        if self.failures:
-            raise self.failures[0]
-
-    def _encode(self, enc: _Encoding) -> None:
-        cfg = self.settings.extract
-        schema = arrow_schema(enc.table)
-        finished = False
-        try:
-            with pq.ParquetWriter(
-                enc.sink,
-                schema,
-                compression=cfg.compression,
-                compression_level=cfg.compression_level,
-                use_dictionary=dictionary_columns(enc.table),
-            ) as pw:
-                pending: list[pa.RecordBatch] = []
-                pending_rows = 0
-                while (batch := enc.batches.get()) is not None:
-                    if self.failures:  # the extract failed: drain without writing
-                        pending, pending_rows = [], 0
-                        continue
-                    pending.append(batch)
-                    pending_rows += batch.num_rows
-                    # Group wire batches into row groups of `chunk_rows` at most.
-                    if pending_rows >= cfg.chunk_rows:
-                        pw.write_table(pa.Table.from_batches(pending, schema=schema))
-                        pending, pending_rows = [], 0
-                finished = True
-                if pending and not self.failures:
-                    pw.write_table(pa.Table.from_batches(pending, schema=schema))
-            enc.sink.close()
-            enc.seconds = time.perf_counter() - enc.started
-        except BaseException as exc:
-            self.failures.append(exc)
-            # Keep draining until the end marker, so the reader never blocks on a full queue
-            # (unless the end marker was already taken: then the footer write failed).
-            while not finished and enc.batches.get() is not None:
-                pass
-
-    def close(self, failure: BaseException | None = None) -> None:
-        """Wait for every encoder and close every file; after `failure` (of the reader), the
-        encoders stop writing."""
-        if failure is not None:
-            self.failures.append(failure)
-        for enc in self.tables:
-            if enc.thread is not None:
-                enc.thread.join()
-            if self.failures:
-                with contextlib.suppress(OSError):
-                    enc.sink.close()
-
-    def finish(self) -> None:
-        """Wait for every encoder; raise the first failure, or register the files."""
-        self.close()
-        self.check()
-        done = {enc.table.name: enc for enc in self.tables}
-        for name in contract.TABLES:
-            self.writer.record(name, done[name].path, sha256=done[name].sink.hexdigest())
-
-    def durations_s(self) -> dict[str, float]:
-        """`extract_<table>`, in contract order: from its count to its file closed."""
-        done = {enc.table.name: enc.seconds for enc in self.tables}
-        return {
-            f"extract_{name}": round(seconds, 3)
-            for name in contract.TABLES
-            if (seconds := done.get(name)) is not None
-        }
+    cfg = settings.extract
+    schema = arrow_schema(table)
+    stream = ParquetStream(
+        writer.path_for(table.name),
+        schema,
+        depth=1,
+        compression=cfg.compression,
+        compression_level=cfg.compression_level,
+        use_dictionary=dictionary_columns(table),
+    )
+    try:
+        cur.execute(select_sql(table))
+        pending: list[pa.RecordBatch] = []
+        rows = 0
+        for batch in cur.fetch_record_batch():
+            pending.append(_conform(batch, schema))
+            rows += batch.num_rows
+            if rows >= cfg.chunk_rows:
+                stream.put(pa.Table.from_batches(pending, schema=schema))
+                pending, rows = [], 0
+        if pending:
+            stream.put(pa.Table.from_batches(pending, schema=schema))
+    except BaseException:
+        stream.abort()
+        raise
+    return stream

@@ -165,6 +165,21 @@ class ParquetStream:
             self.close()
 
 
+def close_streams(streams: dict[str, ParquetStream]) -> dict[str, str]:
+    """Close every stream (each waits for its encoder); return name -> sha256, or raise the
+    first failure once all are closed, so no encoder thread outlives the call."""
+    digests: dict[str, str] = {}
+    failure: BaseException | None = None
+    for name, stream in streams.items():
+        try:
+            digests[name] = stream.close()
+        except BaseException as exc:
+            failure = failure or exc
+    if failure is not None:
+        raise failure
+    return digests
+
+
 class FileSpill:
     """Chunks kept on disk between two passes, as LZ4 Arrow IPC: fast both ways, and read
     into memory rather than memory-mapped (mapped pages of every chunk would count against
@@ -234,16 +249,14 @@ class BatchWriter:
                 files[name] = ParquetStream(self.path_for(name), table.schema, store_schema=False)
             files[name].put(table)
 
-        done = False
         try:
             yield emit
-            done = True
-        finally:
-            for name, stream in files.items():
-                if done:
-                    self.record(name, self.path_for(name), sha256=stream.close())
-                else:
-                    stream.abort()
+        except BaseException:
+            for stream in files.values():
+                stream.abort()
+            raise
+        for name, digest in close_streams(files).items():
+            self.record(name, self.path_for(name), sha256=digest)
 
     @contextlib.contextmanager
     def scratch(self) -> Iterator[FileSpill]:
