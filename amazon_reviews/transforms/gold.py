@@ -145,12 +145,14 @@ def score_histogram(fact: pl.DataFrame | pl.LazyFrame, bins: int = 10) -> pl.Dat
 
 
 def top_products(fact: pl.DataFrame | pl.LazyFrame, n: int = 5) -> pl.DataFrame:
-    """The products with the highest mean relevance among those with the most reviews."""
-    return (
-        fact.lazy()
-        .group_by("parent_asin")
+    """The products with the highest mean relevance among those with the most reviews.
+
+    Ranked on the narrow columns first, then the winners' titles looked up: grouping the title
+    along with every review held 1.8 GB at 10M reviews."""
+    fact = fact.lazy()
+    top = (
+        fact.group_by("parent_asin")
         .agg(
-            pl.col("product_title").first(),
             pl.len().alias("reviews"),
             pl.col("relevance_score").mean().round(3).alias("mean_relevance"),
             pl.col("rating").cast(pl.Float64).mean().round(2).alias("mean_rating"),
@@ -158,4 +160,14 @@ def top_products(fact: pl.DataFrame | pl.LazyFrame, n: int = 5) -> pl.DataFrame:
         .sort(["reviews", "mean_relevance", "parent_asin"], descending=[True, True, False])
         .head(n)
         .collect(engine="streaming")
+    )
+    titles = (
+        fact.select("parent_asin", "product_title")
+        .filter(pl.col("parent_asin").is_in(top["parent_asin"].implode()))
+        .group_by("parent_asin")
+        .agg(pl.col("product_title").first())
+        .collect(engine="streaming")
+    )
+    return top.join(titles, on="parent_asin", how="left", maintain_order="left").select(
+        "parent_asin", "product_title", "reviews", "mean_relevance", "mean_rating"
     )
