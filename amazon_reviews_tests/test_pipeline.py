@@ -352,3 +352,28 @@ def test_streamed_layers_equal_the_whole_frame_reference(
         _frame_digest(lake.table_path("gold", batch, "fact_reviews"))
         == hashlib.sha256(fact.write_csv().encode()).hexdigest()
     )
+
+
+def test_empty_source_runs_through_every_layer(
+    settings: Settings, source_url: str, instance
+) -> None:
+    """A source whose tables exist but hold no rows (a fresh `init-db`) gives empty, typed
+    tables in every layer and an empty served table, and every check passes."""
+    _load(settings, 0)  # creates the tables
+    with psycopg2.connect(source_url) as conn, conn.cursor() as cur:
+        cur.execute(f"TRUNCATE {', '.join(t.qualified for t in contract.TABLES.values())}")
+    assert set(_source_counts(source_url).values()) == {0}
+    batch = "20260106T030000Z"
+    add_batch(instance, batch)
+    outcome = run_layers(settings, batch, ALL, instance=instance)
+    assert outcome.success, outcome.error or outcome.failed_checks
+    lake = Lake(settings.data_path)
+    for layer in LAYERS:
+        assert set(lake.manifest(layer, batch)["rows"].values()) == {0}
+    fact = lake.read("gold", batch, "fact_reviews")
+    assert fact.height == 0 and "relevance_score" in fact.columns
+    with psycopg2.connect(source_url) as conn, conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM amazon_gold.fact_reviews")
+        assert cur.fetchone()[0] == 0
+        cur.execute("SELECT rows FROM amazon_gold.batches WHERE batch_id = %s", (batch,))
+        assert cur.fetchone()[0] == 0
