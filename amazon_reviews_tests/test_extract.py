@@ -18,7 +18,7 @@ from amazon_reviews.config import Settings
 from amazon_reviews.io import lake as lake_module
 from amazon_reviews.io.extract import _conform, arrow_schema, select_sql
 from amazon_reviews.io.lake import Lake
-from amazon_reviews.io.postgres import SourceSchemaMissing, libpq_url
+from amazon_reviews.io.postgres import SourceSchemaMissing, libpq_url, table_counts
 from amazon_reviews.io.source_load import load_chunks
 from amazon_reviews.layers import extract_bronze
 
@@ -73,12 +73,9 @@ def _read_source(url: str) -> dict[str, pa.Table]:
 
 def _counts(url: str) -> dict[str, int]:
     with psycopg2.connect(url) as conn, conn.cursor() as cur:
-        out = {}
-        for t in contract.TABLES.values():
-            cur.execute(f"SELECT count(*) FROM {t.qualified}")
-            out[t.name] = cur.fetchone()[0]
+        counts = table_counts(cur)
     conn.close()
-    return out
+    return counts
 
 
 def _wait_for_lock(url: str, table: str, worker: threading.Thread) -> None:

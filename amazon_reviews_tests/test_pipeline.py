@@ -19,6 +19,7 @@ from amazon_reviews import contract, generate
 from amazon_reviews.cli import main as cli_main
 from amazon_reviews.config import Settings
 from amazon_reviews.io.lake import LAYERS, Lake
+from amazon_reviews.io.postgres import table_counts
 from amazon_reviews.io.source_load import load_chunks
 from amazon_reviews.runner import add_batch, run_layers
 from amazon_reviews.transforms.silver import RULES
@@ -36,11 +37,9 @@ def _load(settings: Settings, n: int = REVIEWS) -> generate.GenerationReport:
 
 def _source_counts(url: str) -> dict[str, int]:
     with psycopg2.connect(url) as conn, conn.cursor() as cur:
-        out = {}
-        for t in contract.TABLES.values():
-            cur.execute(f"SELECT count(*) FROM {t.qualified}")
-            out[t.name] = cur.fetchone()[0]
-        return out
+        counts = table_counts(cur)
+    conn.close()
+    return counts
 
 
 def _frame_digest(path: Path) -> str:

@@ -126,9 +126,11 @@ class ParquetStream:
         self._queue: queue.Queue[pa.Table | None] = queue.Queue(maxsize=depth)
         self._failure: list[BaseException] = []
         self._thread = threading.Thread(
-            target=self._encode, args=({**_PARQUET, **options},), name=f"parquet-{path.stem}"
+            target=self._encode,
+            args=({**_PARQUET, **options},),
+            name=f"parquet-{path.stem}",
+            daemon=True,
         )
-        self._thread.daemon = True
         self._thread.start()
 
     def _encode(self, options: dict[str, Any]) -> None:
@@ -227,9 +229,9 @@ class BatchWriter:
         """Write a table (name may hold a sub-folder: `rejected/review`) as zstd Parquet."""
         path = self.path_for(name)
         if isinstance(frame, pl.LazyFrame):
-            frame.sink_parquet(path, compression="zstd", compression_level=1)
+            frame.sink_parquet(path, **_PARQUET)
         else:
-            frame.write_parquet(path, compression="zstd", compression_level=1, statistics=True)
+            frame.write_parquet(path, statistics=True, **_PARQUET)
         return self.record(name, path)
 
     @contextlib.contextmanager

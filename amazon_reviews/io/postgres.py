@@ -10,7 +10,7 @@ import io
 import logging
 import random
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -259,14 +259,24 @@ def copy_frames(
     target: str | None = None,
 ) -> int:
     """COPY frames (contract columns, in order) into `target` (default: the source table)."""
-    cols = ", ".join(contract.quote_ident(c) for c in table.column_names)
-    dest = target or table.qualified
-    sql = f"COPY {dest} ({cols}) FROM STDIN WITH (FORMAT csv)"
+    return copy_csv(cur, target or table.qualified, table.column_names, frames)
+
+
+def copy_csv(
+    cur: psycopg2.extensions.cursor,
+    target: str,
+    columns: Sequence[str],
+    frames: Iterable[pl.DataFrame],
+) -> int:
+    """COPY the `columns` of each frame into `target` (a qualified, quoted name), as CSV;
+    return the rows copied."""
+    cols = ", ".join(contract.quote_ident(c) for c in columns)
+    sql = f"COPY {target} ({cols}) FROM STDIN WITH (FORMAT csv)"
     rows = 0
     for frame in frames:
         if frame.height == 0:
             continue
-        cur.copy_expert(sql, io.BytesIO(frame_to_csv(frame.select(table.column_names))))
+        cur.copy_expert(sql, io.BytesIO(frame_to_csv(frame.select(columns))))
         rows += frame.height
     return rows
 

@@ -7,7 +7,6 @@ never a partial or mixed one: a query that arrives during the swap waits for the
 
 from __future__ import annotations
 
-import io
 import itertools
 import threading
 import time
@@ -21,7 +20,7 @@ import polars as pl
 from amazon_reviews.config import Settings
 from amazon_reviews.contract import GOLD_SCHEMA, quote_ident
 from amazon_reviews.io import rbac
-from amazon_reviews.io.postgres import frame_to_csv, session
+from amazon_reviews.io.postgres import copy_csv, session
 
 FACT_TABLE = "fact_reviews"
 
@@ -98,8 +97,6 @@ def _publish(
         )
         cur.execute(f"DROP TABLE IF EXISTS {load}")
         cur.execute(gold_ddl(first.schema, load_name))
-    cols = ", ".join(quote_ident(c) for c in first.columns)
-    sql = f"COPY {load} ({cols}) FROM STDIN WITH (FORMAT csv)"
     shared = itertools.chain([first], parts)
     lock = threading.Lock()
 
@@ -111,8 +108,7 @@ def _publish(
                     part = next(shared, None)
                 if part is None:
                     return rows
-                cur.copy_expert(sql, io.BytesIO(frame_to_csv(part.select(first.columns))))
-                rows += part.height
+                rows += copy_csv(cur, load, first.columns, [part])
 
     with ThreadPoolExecutor(LOAD_CONNECTIONS, thread_name_prefix="serve") as pool:
         rows = sum(f.result() for f in [pool.submit(load_share) for _ in range(LOAD_CONNECTIONS)])

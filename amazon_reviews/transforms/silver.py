@@ -414,20 +414,29 @@ def clean_reviews(
     `products` and `customers` are the clean silver tables: a review pointing elsewhere is an
     orphan. Among reviews of the same customer, product and cleaned text, the one with the
     latest `updated_at` (then the greatest `review_id`) is kept; the others are duplicates.
-    The streamed silver step runs the same passes chunk by chunk (`SilverRun`).
+    The streamed silver step runs the same passes chunk by chunk (`stream_silver`).
     """
     dims = ReviewDims.build(products, customers, _NO_PURCHASES, _NO_IMAGES)
     checked = check_reviews(bronze, dims, cfg)
-    split = split_reviews(bronze, checked, find_losers(checked), cfg)
+    losers = find_losers(content_hashes(checked), [checked.lazy()])
+    split = split_reviews(bronze, checked, losers, cfg)
     return CleanResult(clean=split.clean, rejected=split.rejected)
 
 
-def find_losers(checked: pl.DataFrame) -> pl.Series:
-    """The duplicate losers of a table held in one frame."""
-    candidates = checked.filter(
-        pl.col(_ROW).is_in(duplicate_candidates(content_hashes(checked)).implode())
+def find_losers(hashes: pl.DataFrame, checked: Iterable[pl.LazyFrame]) -> pl.Series:
+    """The duplicate losers of a table, from the `content_hashes` of all its chunks and the
+    checked chunks themselves (read once more, for the few candidate rows only)."""
+    candidates = duplicate_candidates(hashes).implode()
+    return duplicate_losers(
+        pl.concat(
+            detach(
+                chunk.select(_ROW, *DUPLICATE_KEY, *DUPLICATE_ORDER)
+                .filter(pl.col(_ROW).is_in(candidates))
+                .collect()
+            )
+            for chunk in checked
+        )
     )
-    return duplicate_losers(candidates.select(_ROW, *DUPLICATE_KEY, *DUPLICATE_ORDER))
 
 
 _NO_PURCHASES = pl.DataFrame(
@@ -584,19 +593,8 @@ def stream_silver(
     ):
         hashes.append(content_hashes(checked))
         spill.put(checked)
-    candidates = duplicate_candidates(pl.concat(hashes))
+    losers = find_losers(pl.concat(hashes), (spill.scan(i) for i in range(len(spill))))
     del hashes
-    losers = duplicate_losers(
-        pl.concat(
-            detach(
-                spill.scan(index)
-                .select(_ROW, *DUPLICATE_KEY, *DUPLICATE_ORDER)
-                .filter(pl.col(_ROW).is_in(candidates.implode()))
-                .collect()
-            )
-            for index in range(len(spill))
-        )
-    )
 
     # Pass 2: decide each chunk's rows now that the duplicates are known.
     with_images = []
